@@ -1,0 +1,42 @@
+# meterlake — two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+export METERLAKE_IVY_DIR ?= $(CURDIR)/.cache/ivy
+
+.PHONY: setup lock jars demo test lint unit bench clean
+
+setup: $(VENV)/.installed .cache/ivy/.warm
+
+$(VENV)/.installed: requirements.lock setup.cfg
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q uv==$(UV_VERSION)
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+# Resolve Delta, hadoop-aws and the Kafka connector from Maven Central once, into .cache/ivy.
+.cache/ivy/.warm: $(VENV)/.installed meterlake/spark.py
+	$(BIN)/python -m meterlake.spark --warm
+	touch $@
+
+lock:
+	$(BIN)/uv pip compile -q requirements.in -o requirements.lock --python-version 3.11
+
+demo: setup
+	$(BIN)/meterlake demo
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check meterlake tests dags jobs bench
+	$(BIN)/ruff format --check meterlake tests dags jobs bench
+
+test: setup lint
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf warehouse spark-warehouse metastore_db .pytest_cache

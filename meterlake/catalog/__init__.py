@@ -1,0 +1,1 @@
+"""The catalog: meters, plans, customers, subscriptions and credits, validated and versioned."""

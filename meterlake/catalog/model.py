@@ -1,0 +1,79 @@
+"""Typed, frozen catalog objects; money and quantities are Decimal, instants aware UTC."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True)
+class Meter:
+    key: str
+    event_type: str
+    aggregation: str
+    property: str | None = None
+
+
+@dataclass(frozen=True)
+class Tier:
+    up_to: Decimal | None
+    unit_price: Decimal
+    flat_price: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Charge:
+    type: str
+    meter: str | None = None
+    model: str | None = None
+    amount: Decimal | None = None
+    unit_price: Decimal | None = None
+    package_size: Decimal | None = None
+    package_price: Decimal | None = None
+    tiers: tuple[Tier, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    id: str
+    currency: str
+    interval: str
+    charges: tuple[Charge, ...]
+    minimum_commitment: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Subscription:
+    plan: str
+    start: datetime
+    end: datetime | None
+
+
+@dataclass(frozen=True)
+class Credit:
+    amount: Decimal
+    expires: datetime | None
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: str
+    tenant: str
+    timezone: str
+    billing_anchor: str
+    subscriptions: tuple[Subscription, ...]
+    credits: tuple[Credit, ...] = ()
+    stripe_customer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Catalog:
+    meters: tuple[Meter, ...]
+    plans: tuple[Plan, ...]
+    customers: tuple[Customer, ...]
+    sha256: str
+    source_file: str
+
+    def plan(self, plan_id: str) -> Plan:
+        return next(p for p in self.plans if p.id == plan_id)

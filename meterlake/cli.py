@@ -1,0 +1,207 @@
+"""The ``meterlake`` command: parses flags, calls one library function, prints the outcome.
+
+Commands that do not need Spark (``--help``, ``catalog validate``, ``events load``) never
+start a JVM. Errors a user can fix are one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from meterlake.config import Settings
+from meterlake.errors import MeterlakeError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _spark(settings: Settings) -> SparkSession:
+    from meterlake.spark import build_session
+
+    return build_session(settings)
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.warehouse import init_warehouse
+
+    for spec, created in init_warehouse(_spark(settings), settings):
+        print(
+            f"{'created' if created else 'exists '} {spec.qualified_name:<22} {spec.path(settings)}"
+        )
+    return 0
+
+
+def cmd_catalog_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.catalog.parse import load_catalog_file
+
+    catalog = load_catalog_file(args.file)
+    print(
+        f"{args.file}: valid — {len(catalog.meters)} meters, {len(catalog.plans)} plans,"
+        f" {len(catalog.customers)} customers"
+    )
+    return 0
+
+
+def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.catalog.parse import load_catalog_file
+    from meterlake.catalog.store import store_catalog
+    from meterlake.warehouse import require_tables
+
+    catalog = load_catalog_file(args.file)
+    spark = _spark(settings)
+    require_tables(spark, settings)
+    result = store_catalog(spark, settings, catalog)
+    if result.changed:
+        print(f"catalog version {result.version} loaded from {args.file}")
+    else:
+        print(f"{args.file}: identical to current catalog version {result.version}; nothing loaded")
+    return 0
+
+
+def cmd_events_load(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.ingest.landing import land_file
+
+    result = land_file(settings, args.file, args.tenant or settings.default_tenant)
+    batch = result.batch
+    if result.already_loaded:
+        print(
+            f"{args.file}: these bytes were already landed as batch {batch.batch_id}"
+            f" at {batch.received_at}; skipped"
+        )
+    else:
+        print(
+            f"landed {args.file} as batch {batch.batch_id}: {batch.lines} lines,"
+            f" {batch.bytes} bytes, sha256 {batch.sha256}, received {batch.received_at}"
+        )
+    return 0
+
+
+def _print_tally(tally, started: float) -> None:
+    print(
+        f"pipeline: {tally.batches} landing batch(es), {tally.events_read} events read →"
+        f" {tally.bronze_rows} into bronze, {tally.duplicates} duplicates dropped,"
+        f" {tally.quarantined_total} quarantined, {tally.blank_lines} blank lines skipped"
+        f" ({time.monotonic() - started:.1f}s)"
+    )
+    for reason, count in sorted(tally.quarantined.items()):
+        print(f"  quarantined {reason}: {count}")
+
+
+def cmd_pipeline_run(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.ingest.stream import run_landing_to_bronze
+
+    started = time.monotonic()
+    tally = run_landing_to_bronze(_spark(settings), settings)
+    _print_tally(tally, started)
+    return 0
+
+
+def cmd_pipeline_stream(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.ingest.stream import run_landing_to_bronze
+
+    started = time.monotonic()
+    print(f"streaming landing → bronze every {settings.stream_interval_seconds}s; SIGTERM stops")
+    tally = run_landing_to_bronze(_spark(settings), settings, continuous=True)
+    _print_tally(tally, started)
+    return 0
+
+
+def cmd_quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.ingest.quarantine_replay import replay_quarantine
+
+    tally = replay_quarantine(_spark(settings), settings)
+    print(
+        f"quarantine replay: {tally.events_read} unknown_customer rows now have a customer →"
+        f" {tally.bronze_rows} admitted, {tally.duplicates} duplicates,"
+        f" {tally.quarantined_total} rejected again"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.demo import run_demo
+
+    run_demo(_spark(settings), settings)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterlake", description="Usage metering and billing on a Delta lakehouse."
+    )
+    parser.add_argument(
+        "--warehouse", help="warehouse root (default $METERLAKE_WAREHOUSE or ./warehouse)"
+    )
+    parser.add_argument("--now", help="pin the current instant (ISO 8601 with offset)")
+    parser.add_argument(
+        "--master", help="Spark master (default $METERLAKE_SPARK_MASTER or local[2])"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str, parent=commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(func=func)
+        return sub
+
+    add("init", cmd_init, "create all tables (idempotent)")
+    catalog = commands.add_parser("catalog", help="validate or load the catalog")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
+    add(
+        "validate", cmd_catalog_validate, "check a catalog file (no Spark)", catalog_commands
+    ).add_argument("file")
+    add(
+        "load", cmd_catalog_load, "load a catalog file as a new version", catalog_commands
+    ).add_argument("file")
+    events = commands.add_parser("events", help="land usage events")
+    event_commands = events.add_subparsers(dest="events_command", required=True)
+    load = add(
+        "load", cmd_events_load, "append one immutable landing batch, received now", event_commands
+    )
+    load.add_argument("file")
+    load.add_argument("--tenant", help="tenant the events belong to (default: default)")
+    pipeline = commands.add_parser("pipeline", help="landing → bronze")
+    pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
+    add("run", cmd_pipeline_run, "process everything landed, then stop", pipeline_commands)
+    add("stream", cmd_pipeline_stream, "keep processing until SIGTERM", pipeline_commands)
+    quarantine = commands.add_parser("quarantine", help="work with quarantined events")
+    quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    add(
+        "replay",
+        cmd_quarantine_replay,
+        "re-admit unknown_customer rows whose customer now exists",
+        quarantine_commands,
+    )
+    add("demo", cmd_demo, "generate data and run everything end to end")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.load(warehouse=args.warehouse, now=args.now, spark_master=args.master)
+        return args.func(args, settings)
+    except MeterlakeError as exc:
+        print(f"meterlake: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("METERLAKE_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(
+            f"meterlake: failed: {first} (set METERLAKE_DEBUG=1 for the traceback)", file=sys.stderr
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Settings in one place: environment variables ``METERLAKE_*`` overridden by CLI flags.
+
+Nothing is read at import time; `Settings.load` is called once by each entry point.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+
+from meterlake.clock import now, parse_instant
+from meterlake.errors import ConfigError
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from exc
+    if value < 0:
+        raise ConfigError(f"{name}: must not be negative, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where an ``s3a://`` warehouse lives; credentials come from the AWS chain, never from here."""
+
+    endpoint: str | None = None
+    path_style: bool = True
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a meterlake command needs to know about its environment.
+
+    Example::
+
+        settings = Settings.load(warehouse="/tmp/wh", now="2026-03-01T00:00:00Z")
+    """
+
+    warehouse: str = "warehouse"
+    pinned_now: datetime | None = None
+    spark_master: str = "local[2]"
+    shuffle_partitions: int = 4
+    driver_memory: str = "2g"
+    ivy_dir: str = field(default_factory=lambda: str(Path.home() / ".cache/meterlake/ivy"))
+    s3: S3Settings = field(default_factory=S3Settings)
+    max_clock_skew_seconds: int = 300
+    backfill_days: int = 35
+    max_line_bytes: int = 1024 * 1024
+    default_tenant: str = "default"
+    manifests_per_batch: int = 64
+    stream_interval_seconds: int = 10
+
+    @classmethod
+    def load(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        warehouse: str | None = None,
+        now: str | None = None,
+        spark_master: str | None = None,
+    ) -> Settings:
+        """Build settings from ``env`` (default: the process environment) and flag values."""
+        env = os.environ if env is None else env
+        pinned_text = now or env.get("METERLAKE_NOW") or None
+        pinned = parse_instant(pinned_text, "--now") if pinned_text else None
+        defaults = cls()
+        return cls(
+            warehouse=_normalise_warehouse(
+                warehouse or env.get("METERLAKE_WAREHOUSE") or defaults.warehouse
+            ),
+            pinned_now=pinned,
+            spark_master=spark_master or env.get("METERLAKE_SPARK_MASTER") or "local[2]",
+            shuffle_partitions=_int(env, "METERLAKE_SHUFFLE_PARTITIONS", 4),
+            driver_memory=env.get("METERLAKE_DRIVER_MEMORY") or defaults.driver_memory,
+            ivy_dir=env.get("METERLAKE_IVY_DIR") or defaults.ivy_dir,
+            s3=S3Settings(
+                endpoint=env.get("METERLAKE_S3_ENDPOINT") or None,
+                region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            ),
+            max_clock_skew_seconds=_int(env, "METERLAKE_MAX_CLOCK_SKEW_SECONDS", 300),
+            backfill_days=_int(env, "METERLAKE_BACKFILL_DAYS", 35),
+            max_line_bytes=_int(env, "METERLAKE_MAX_LINE_BYTES", 1024 * 1024),
+            manifests_per_batch=max(1, _int(env, "METERLAKE_MANIFESTS_PER_BATCH", 64)),
+            stream_interval_seconds=_int(env, "METERLAKE_STREAM_INTERVAL_SECONDS", 10),
+        )
+
+    def with_warehouse(self, warehouse: str) -> Settings:
+        return replace(self, warehouse=_normalise_warehouse(warehouse))
+
+    def now(self) -> datetime:
+        return now(self.pinned_now)
+
+    @property
+    def is_object_store(self) -> bool:
+        return self.warehouse.startswith(("s3a://", "s3://"))
+
+
+def _normalise_warehouse(value: str) -> str:
+    """Local warehouses become absolute paths so Spark, Delta and Python agree on them."""
+    if "://" in value:
+        return value.rstrip("/")
+    return str(Path(value).expanduser().resolve())

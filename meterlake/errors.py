@@ -1,0 +1,33 @@
+"""One exception hierarchy: the CLI turns any of these into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class MeterlakeError(Exception):
+    """Base of every error a user can cause and fix; never a bug in meterlake itself."""
+
+    exit_code = 2
+
+
+class ConfigError(MeterlakeError):
+    """A setting, flag or environment variable has a value meterlake cannot use."""
+
+
+class InputFileError(MeterlakeError):
+    """A file given on the command line is missing, unreadable or not in the expected format."""
+
+
+class CatalogError(MeterlakeError):
+    """The catalog file breaks the schema or a cross-reference rule.
+
+    `path` names the offending field the way a user finds it in the YAML,
+    e.g. ``customers[0].subscriptions[1].end``.
+    """
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class WarehouseError(MeterlakeError):
+    """The warehouse is missing a table or holds something meterlake did not write."""

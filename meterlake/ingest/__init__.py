@@ -1,0 +1,1 @@
+"""Ingest: landing batches, parsing and validation, identity, and the landing → bronze stream."""

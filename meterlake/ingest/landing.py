@@ -1,0 +1,250 @@
+"""The landing zone: raw NDJSON batches exactly as received, immutable, sha256 in a manifest.
+
+A batch is committed in two atomic steps: the data file is written, fsynced and renamed
+into ``landing/events/``; then its manifest entry is created exclusively in
+``landing/_manifest/``. The manifest entry is the commit point: the landing → bronze
+stream reads manifest entries, never bare data files, so a half-written batch is invisible.
+Manifest entries are named ``<tenant>.<sha256>.json``, which makes "these exact bytes were
+already loaded for this tenant" a single existence check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from meterlake.clock import format_instant, parse_instant
+from meterlake.config import Settings
+from meterlake.errors import ConfigError, InputFileError
+
+TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MANIFEST_DIR = "landing/_manifest"
+EVENTS_DIR = "landing/events"
+BLANK = b" \t\r\n"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class LandingBatch:
+    """One manifest entry: what was received, when, for which tenant, and its checksum."""
+
+    batch_id: str
+    tenant_id: str
+    sha256: str
+    bytes: int
+    lines: int
+    blank_lines: int
+    received_at: str
+    landing_file: str
+    original_name: str
+    source: str
+
+    @property
+    def received(self) -> datetime:
+        return parse_instant(self.received_at)
+
+
+@dataclass(frozen=True)
+class LandResult:
+    batch: LandingBatch
+    already_loaded: bool
+
+
+def validate_tenant(tenant: str) -> str:
+    if not TENANT_PATTERN.match(tenant):
+        raise ConfigError(f"--tenant: {tenant!r} must be 1-64 letters, digits, '_' or '-'")
+    return tenant
+
+
+def _local_root(settings: Settings) -> Path:
+    if settings.is_object_store:
+        raise ConfigError(
+            f"METERLAKE_WAREHOUSE: landing on object storage ({settings.warehouse}) is not "
+            "supported yet; use a local warehouse path"
+        )
+    return Path(settings.warehouse)
+
+
+def manifest_path(settings: Settings) -> Path:
+    return _local_root(settings) / MANIFEST_DIR
+
+
+def ensure_landing(settings: Settings) -> None:
+    """Create the landing directories (part of ``meterlake init``)."""
+    root = _local_root(settings)
+    for sub in (MANIFEST_DIR, EVENTS_DIR, "landing/.tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+
+
+def batch_id_for(tenant: str, sha256: str, received: datetime) -> str:
+    """Sortable by receipt time and deterministic, so a pinned ``--now`` gives stable ids."""
+    suffix = hashlib.sha256(f"{tenant}/{sha256}".encode()).hexdigest()[:16]
+    return f"{received:%Y%m%dT%H%M%S%f}Z-{suffix}"
+
+
+def land_file(settings: Settings, source: str | Path, tenant: str) -> LandResult:
+    """Copy a JSONL file into landing as one immutable batch received now.
+
+    Raises `InputFileError` (one clear line) for a missing file, a directory, an empty
+    file, or a file in which no line holds a JSON object.
+    """
+    path = Path(source)
+    if not path.exists():
+        raise InputFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a directory, expected a JSONL file")
+    with path.open("rb") as handle:
+        return land_stream(settings, handle, tenant, original_name=path.name, source="file")
+
+
+def land_stream(
+    settings: Settings, handle: BinaryIO, tenant: str, *, original_name: str, source: str
+) -> LandResult:
+    """Land bytes read from ``handle``; the general form of `land_file` (used by the API too)."""
+    validate_tenant(tenant)
+    received = settings.now()
+    root = _local_root(settings)
+    ensure_landing(settings)
+    scan = _Scan()
+    with tempfile.NamedTemporaryFile(dir=root / "landing/.tmp", delete=False) as tmp:
+        try:
+            for chunk in iter(lambda: handle.read(_CHUNK), b""):
+                scan.feed(chunk)
+                tmp.write(chunk)
+            scan.finish()
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        except BaseException:
+            os.unlink(tmp.name)
+            raise
+    try:
+        scan.check(original_name)
+        existing = _read_entry(root / MANIFEST_DIR / f"{tenant}.{scan.sha256}.json")
+        if existing:
+            os.unlink(tmp.name)
+            return LandResult(existing, already_loaded=True)
+        batch_id = batch_id_for(tenant, scan.sha256, received)
+        relative = f"{EVENTS_DIR}/{tenant}/{received:%Y-%m-%d}/{batch_id}.jsonl"
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp.name, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        if os.path.exists(tmp.name):
+            os.unlink(tmp.name)
+        raise
+    batch = LandingBatch(
+        batch_id=batch_id,
+        tenant_id=tenant,
+        sha256=scan.sha256,
+        bytes=scan.size,
+        lines=scan.lines,
+        blank_lines=scan.blank_lines,
+        received_at=format_instant(received),
+        landing_file=relative,
+        original_name=original_name,
+        source=source,
+    )
+    return _commit_manifest(root, batch)
+
+
+def _commit_manifest(root: Path, batch: LandingBatch) -> LandResult:
+    """Create the manifest entry exclusively; a concurrent identical load wins or loses cleanly."""
+    final = root / MANIFEST_DIR / f"{batch.tenant_id}.{batch.sha256}.json"
+    with tempfile.NamedTemporaryFile("w", dir=root / "landing/.tmp", delete=False) as tmp:
+        json.dump(asdict(batch), tmp, sort_keys=True)
+        tmp.write("\n")
+        tmp.flush()
+        os.fsync(tmp.fileno())
+    try:
+        os.link(tmp.name, final)
+    except FileExistsError:
+        (root / batch.landing_file).unlink(missing_ok=True)
+        return LandResult(_read_entry(final), already_loaded=True)
+    finally:
+        os.unlink(tmp.name)
+    _fsync_dir(final.parent)
+    return LandResult(batch, already_loaded=False)
+
+
+def _read_entry(path: Path) -> LandingBatch | None:
+    if not path.exists():
+        return None
+    return LandingBatch(**json.loads(path.read_text()))
+
+
+def manifest_entries(settings: Settings) -> Iterator[LandingBatch]:
+    """Every committed landing batch, in receipt order."""
+    directory = manifest_path(settings)
+    entries = (_read_entry(p) for p in directory.glob("*.json")) if directory.exists() else ()
+    yield from sorted((e for e in entries if e), key=lambda e: (e.received_at, e.batch_id))
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class _Scan:
+    """Streams over a batch once: sha256, size, line and blank-line counts, JSONL sniffing.
+
+    Lines end at ``\\n`` only, exactly as the bronze reader splits them.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.lines = 0
+        self.blank_lines = 0
+        self._partial = b""
+        self._first_line: bytes | None = None
+        self._found_object = False
+        self.sha256 = ""
+
+    def feed(self, chunk: bytes) -> None:
+        self._hash.update(chunk)
+        self.size += len(chunk)
+        pieces = (self._partial + chunk).split(b"\n")
+        self._partial = pieces.pop()
+        for line in pieces:
+            self._line(line)
+
+    def finish(self) -> None:
+        if self._partial:
+            self._line(self._partial)
+        self.sha256 = self._hash.hexdigest()
+
+    def _line(self, line: bytes) -> None:
+        self.lines += 1
+        if not line.strip(BLANK):
+            self.blank_lines += 1
+            return
+        if self._first_line is None:
+            self._first_line = line
+        if not self._found_object and line.lstrip(BLANK).startswith(b"{"):
+            with contextlib.suppress(ValueError):
+                self._found_object = isinstance(json.loads(line), dict)
+
+    def check(self, name: str) -> None:
+        if self.size == 0:
+            raise InputFileError(f"{name}: file is empty")
+        if self.lines == self.blank_lines:
+            raise InputFileError(f"{name}: file holds only blank lines, no events")
+        if not self._found_object:
+            sample = (self._first_line or b"")[:40].decode("utf-8", "replace")
+            raise InputFileError(
+                f"{name}: not JSONL (one JSON object per line); no line holds a JSON object "
+                f"(first line starts {sample!r})"
+            )

@@ -1,0 +1,215 @@
+"""Raw landing lines → typed events or a rejection reason. Pure: DataFrame in, DataFrame out.
+
+Input columns (see `LINE_COLUMNS`): the raw line and its lineage. Output: every bronze
+column plus ``reason``/``detail`` (null for a valid event) and ``raw`` (the original bytes).
+The rules applied, in order, are those of DESIGN.md: the line itself (size, UTF-8, JSON
+object), the event schema of its ``schema_version``, quantity, timestamp, then time
+bounds against ``received_at`` (clock skew clamps, too old rejects).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from meterlake.ingest import reasons
+from meterlake.ingest.event_schema import EventSchema, Violation, json_path, violations
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from meterlake.config import Settings
+
+LINE_COLUMNS = ("value", "tenant_id", "batch_id", "received_at", "landing_file", "line_number")
+
+BRONZE_FIELDS = (
+    "event_id",
+    "customer_id",
+    "event_type",
+    "resource_id",
+    "user_id",
+    "session_id",
+    "region",
+)
+_SERVER_FIELDS = {"quantity", "timestamp", "properties", "schema_version", "sdk", *BRONZE_FIELDS}
+DEFAULT_SCHEMA_VERSION = "1"
+
+_OFFSET = r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)"
+_LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,9})?)?"
+ISO_WITH_OFFSET = f"^{_LOCAL}{_OFFSET}$"
+ISO_WITHOUT_OFFSET = f"^{_LOCAL}$"
+DECIMAL_TEXT = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def _first(checks: list[Violation]) -> Column:
+    """A struct (reason, detail) of the first check that holds, or null.
+
+    One flat CASE (not nested ``otherwise``) so Spark's code generator can split it.
+    """
+    from pyspark.sql import functions as F
+
+    result = F.when(F.lit(False), F.lit(None))
+    for check in checks:
+        outcome = F.struct(F.lit(check.reason).alias("reason"), check.detail.alias("detail"))
+        result = result.when(check.condition, outcome)
+    return result
+
+
+def _schema_checks(schemas: dict[str, EventSchema]) -> Column:
+    """The first schema violation of the event's own schema_version, as (reason, detail)."""
+    from pyspark.sql import functions as F
+
+    unknown = F.struct(
+        F.lit(reasons.UNKNOWN_SCHEMA_VERSION).alias("reason"),
+        F.concat(
+            F.lit("schema_version: "),
+            F.col("schema_version"),
+            F.lit(f" is unknown (known: {', '.join(sorted(schemas))})"),
+        ).alias("detail"),
+    )
+    result = None
+    for version, schema in schemas.items():
+        chosen = F.col("schema_version") == version
+        result = (F.when if result is None else result.when)(chosen, _first(violations(schema)))
+    return result.otherwise(unknown)
+
+
+def _extra(schemas: dict[str, EventSchema]) -> Column:
+    """Fields a schema version declares beyond bronze's columns, as one JSON object."""
+    from pyspark.sql import functions as F
+
+    extra = F.lit(None).cast("string")
+    for version, schema in schemas.items():
+        names = [name for name in schema.fields if name not in _SERVER_FIELDS]
+        if names:
+            struct = ", ".join(f"'{n}', variant_get(v, \"{json_path((n,))}\")" for n in names)
+            value = F.expr(f"to_json(named_struct({struct}))")
+            extra = F.when(F.col("schema_version") == version, value).otherwise(extra)
+    return extra
+
+
+def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSchema]) -> DataFrame:
+    """Parse and validate non-blank landing lines; see the module docstring for the rules."""
+    from pyspark.sql import functions as F
+
+    skew = settings.max_clock_skew_seconds
+    parsed = (
+        lines.withColumn("raw", F.col("value").cast("binary"))
+        .withColumn("text", F.regexp_replace("value", "\r$", ""))
+        .withColumn("v", F.expr("try_parse_json(text)"))
+        .withColumn(
+            "schema_version",
+            F.coalesce(
+                F.expr("try_variant_get(v, '$.schema_version', 'string')"),
+                F.lit(DEFAULT_SCHEMA_VERSION),
+            ),
+        )
+        .withColumn(
+            "ts_text", F.upper(F.trim(F.expr("try_variant_get(v, '$.timestamp', 'string')")))
+        )
+        .withColumn(
+            "event_time",
+            F.expr(
+                "try_cast(regexp_replace(regexp_replace(regexp_replace(ts_text, ',', '.'),"
+                " '([+-][0-9]{2})([0-9]{2})$', '$1:$2'), '([+-][0-9]{2})$', '$1:00') AS TIMESTAMP)"
+            ),
+        )
+        .withColumn("q_kind", F.expr("schema_of_variant(variant_get(v, '$.quantity'))"))
+        .withColumn(
+            "q_text",
+            F.expr(
+                "CASE WHEN q_kind = 'STRING' THEN trim(try_variant_get(v, '$.quantity', 'string'))"
+                " ELSE to_json(variant_get(v, '$.quantity')) END"
+            ),
+        )
+        .withColumn(
+            "quantity",
+            F.when(F.col("q_kind").isNull(), F.lit(1).cast("decimal(38,9)")).otherwise(
+                F.expr("try_cast(q_text AS DECIMAL(38,9))")
+            ),
+        )
+    )
+    parsed = parsed.withColumn("schema_check", _schema_checks(schemas))
+    max_bytes = settings.max_line_bytes
+    checks = [
+        Violation(
+            F.octet_length("value") > max_bytes,
+            reasons.LINE_TOO_LONG,
+            F.format_string(f"line is %d bytes; the limit is {max_bytes}", F.octet_length("value")),
+        ),
+        Violation(
+            ~F.expr("is_valid_utf8(value)"), reasons.INVALID_UTF8, F.lit("line is not valid UTF-8")
+        ),
+        Violation(F.col("v").isNull(), reasons.MALFORMED_JSON, F.lit("line is not valid JSON")),
+        Violation(
+            ~F.expr("schema_of_variant(v) LIKE 'OBJECT%'"),
+            reasons.NOT_AN_OBJECT,
+            F.lit("line is JSON but not an object"),
+        ),
+        Violation(F.col("schema_check").isNotNull(), "<schema>", F.col("schema_check.detail")),
+        Violation(
+            F.col("q_kind").isNotNull()
+            & (~F.col("q_text").rlike(DECIMAL_TEXT) | F.col("quantity").isNull()),
+            reasons.INVALID_QUANTITY,
+            F.concat(F.lit("quantity: "), F.col("q_text"), F.lit(" is not a decimal number")),
+        ),
+        Violation(
+            F.col("q_kind").isNotNull()
+            & F.expr("try_cast(q_text AS DECIMAL(38,18)) IS NOT NULL")
+            & F.expr("try_cast(q_text AS DECIMAL(38,18)) != quantity"),
+            reasons.INVALID_QUANTITY,
+            F.concat(F.lit("quantity: "), F.col("q_text"), F.lit(" has more than 9 decimals")),
+        ),
+        Violation(
+            F.col("quantity") < 0,
+            reasons.NEGATIVE_QUANTITY,
+            F.concat(F.lit("quantity: "), F.col("q_text"), F.lit(" is negative")),
+        ),
+        Violation(
+            F.col("ts_text").rlike(ISO_WITHOUT_OFFSET),
+            reasons.TIMESTAMP_WITHOUT_OFFSET,
+            F.concat(F.lit("timestamp: "), F.col("ts_text"), F.lit(" has no offset; add Z")),
+        ),
+        Violation(
+            ~F.col("ts_text").rlike(ISO_WITH_OFFSET) | F.col("event_time").isNull(),
+            reasons.INVALID_TIMESTAMP,
+            F.concat(F.lit("timestamp: "), F.col("ts_text"), F.lit(" is not ISO 8601")),
+        ),
+        Violation(
+            F.col("event_time")
+            < F.col("received_at") - F.expr(f"INTERVAL {settings.backfill_days} DAYS"),
+            reasons.TOO_OLD,
+            F.lit(f"timestamp is more than {settings.backfill_days} days before receipt"),
+        ),
+    ]
+    verdict = F.col("verdict")
+    skewed = F.col("event_time") > F.col("received_at") + F.expr(f"INTERVAL {skew} SECONDS")
+    sdk = "variant_get(v, '$.sdk')"
+    out = (
+        parsed.withColumn("verdict", _first(checks))
+        .withColumn(
+            "reason",
+            F.when(verdict.reason == "<schema>", F.col("schema_check.reason")).otherwise(
+                verdict.reason
+            ),
+        )
+        .withColumn("detail", verdict.detail)
+        .withColumn("clock_skew", F.coalesce(skewed, F.lit(False)))
+        .withColumn(
+            "billing_time", F.when(skewed, F.col("received_at")).otherwise(F.col("event_time"))
+        )
+        .withColumn("billing_date", F.to_date("billing_time"))
+        .withColumn(
+            "properties",
+            F.expr(
+                "CASE WHEN schema_of_variant(variant_get(v, '$.properties')) LIKE 'OBJECT%'"
+                " THEN to_json(variant_get(v, '$.properties')) END"
+            ),
+        )
+        .withColumn("extra", _extra(schemas))
+        .withColumn("sdk_name", F.expr(f"try_variant_get({sdk}, '$.name', 'string')"))
+        .withColumn("sdk_version", F.expr(f"try_variant_get({sdk}, '$.version', 'string')"))
+        .withColumn("payload_sha256", F.sha2(F.expr("to_json(v)"), 256))
+    )
+    for name in BRONZE_FIELDS:
+        out = out.withColumn(name, F.expr(f"try_variant_get(v, '$.{name}', 'string')"))
+    return out.drop("v", "text", "ts_text", "q_kind", "q_text", "schema_check", "verdict")

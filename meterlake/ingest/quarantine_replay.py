@@ -1,0 +1,89 @@
+"""Re-admit quarantined ``unknown_customer`` events once their customer is in the catalog.
+
+Each row is replayed once: the replay writes bronze, then marks the rows ``replayed_at``
+with their outcome. A line whose lineage (batch_id, line_number) is already in bronze
+counts as admitted and is not written again, so a crash between the two steps is
+completed by the next run without doubling anything.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from meterlake import tables
+from meterlake.delta_io import append_once
+from meterlake.ingest import reasons
+from meterlake.ingest.bronze import Tally, admit, bronze_rows, known_customers, prior_events
+from meterlake.ingest.identity import ACCEPTED, DUPLICATE
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from meterlake.config import Settings
+
+APP_ID = "meterlake-quarantine-replay"
+
+
+def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
+    """Replay unresolved unknown_customer rows whose customer now exists; returns the counts."""
+    from delta.tables import DeltaTable
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    path = tables.BRONZE_QUARANTINE.path(settings)
+    table = DeltaTable.forPath(spark, path)
+    version = table.history(1).select("version").first()[0]
+    snapshot = spark.read.format("delta").option("versionAsOf", version).load(path)
+    candidates = snapshot.where(
+        (F.col("reason") == reasons.UNKNOWN_CUSTOMER) & F.col("replayed_at").isNull()
+    ).join(known_customers(spark, settings).drop("_known"), ["tenant_id", "customer_id"])
+    lines = candidates.select(
+        F.col("raw").cast("string").alias("value"),
+        "tenant_id",
+        "batch_id",
+        "received_at",
+        "landing_file",
+        "line_number",
+    )
+    prior = prior_events(spark, settings)
+    lineage = ["batch_id", "line_number"]
+    done = lines.join(prior.select(*lineage), lineage, "left_semi")
+    fresh = lines.join(prior.select(*lineage), lineage, "left_anti")
+    admitted = admit(spark, settings, fresh, prior).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        now_ts = settings.now()
+        append_once(bronze_rows(admitted, now_ts), settings, tables.BRONZE_EVENTS, APP_ID, version)
+        outcomes = admitted.select(
+            *lineage,
+            F.when(F.col("outcome") == ACCEPTED, F.lit("admitted"))
+            .when(F.col("outcome") == DUPLICATE, F.lit("duplicate"))
+            .otherwise(F.col("reason"))
+            .alias("outcome"),
+        ).unionByName(done.select(*lineage, F.lit("admitted").alias("outcome")))
+        if outcomes.isEmpty():
+            return Tally()
+        (
+            table.alias("q")
+            .merge(
+                outcomes.alias("o"),
+                "q.batch_id = o.batch_id AND q.line_number = o.line_number"
+                f" AND q.reason = '{reasons.UNKNOWN_CUSTOMER}' AND q.replayed_at IS NULL",
+            )
+            .whenMatchedUpdate(
+                set={"replayed_at": F.lit(now_ts).cast("timestamp"), "replay_outcome": "o.outcome"}
+            )
+            .execute()
+        )
+        counts = outcomes.groupBy("outcome").count().collect()
+    finally:
+        admitted.unpersist()
+    tally = Tally()
+    for row in counts:
+        tally.events_read += row["count"]
+        if row.outcome == "admitted":
+            tally.bronze_rows += row["count"]
+        elif row.outcome == "duplicate":
+            tally.duplicates += row["count"]
+        else:
+            tally.quarantined[row.outcome] += row["count"]
+    return tally

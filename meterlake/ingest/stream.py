@@ -1,0 +1,131 @@
+"""The landing → bronze Structured Streaming query (``pipeline run`` and ``pipeline stream``).
+
+The source is the landing manifest directory (one JSON entry per committed batch), so the
+stream only ever sees complete batches; the checkpoint records which entries were taken
+in which epoch, and `process_batches` makes each epoch's writes idempotent.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meterlake.errors import WarehouseError
+from meterlake.ingest.bronze import Tally, process_batches
+from meterlake.ingest.landing import LandingBatch, ensure_landing, manifest_path
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from meterlake.config import Settings
+
+CHECKPOINT = "_checkpoints/landing_to_bronze"
+Progress = Callable[[str], None]
+
+
+def checkpoint_path(settings: Settings) -> str:
+    return f"{settings.warehouse}/{CHECKPOINT}"
+
+
+def _app_id(settings: Settings) -> str:
+    """A stable id for this checkpoint's writes; a new checkpoint gets a new id, so epochs
+    restarting at 0 are never mistaken for batches already written."""
+    marker = Path(checkpoint_path(settings)) / "meterlake_app_id"
+    if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"landing-to-bronze-{uuid.uuid4()}\n")
+    return marker.read_text().strip()
+
+
+def _manifest_schema():
+    from pyspark.sql.types import LongType, StringType, StructField, StructType
+
+    kinds = {"bytes": LongType(), "lines": LongType(), "blank_lines": LongType()}
+    return StructType(
+        [StructField(f.name, kinds.get(f.name, StringType()), True) for f in fields(LandingBatch)]
+    )
+
+
+def run_landing_to_bronze(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    continuous: bool = False,
+    progress: Progress = print,
+) -> Tally:
+    """Take every committed landing batch into bronze and stop (or keep going if continuous).
+
+    Continuous mode stops cleanly at a batch boundary on SIGTERM or SIGINT.
+    """
+    from delta.tables import DeltaTable
+
+    from meterlake import tables
+
+    if not DeltaTable.isDeltaTable(spark, tables.BRONZE_EVENTS.path(settings)):
+        raise WarehouseError(f"{settings.warehouse}: no bronze.events; run `meterlake init` first")
+    ensure_landing(settings)
+    app_id = _app_id(settings)
+    total = Tally()
+    busy = threading.Lock()
+    started = time.monotonic()
+
+    stopping = threading.Event()
+
+    def handle(frame, epoch_id: int) -> None:
+        with busy:
+            if stopping.is_set():
+                raise _Stopping("stop requested; this epoch is left for the next run")
+            batches = [LandingBatch(**row.asDict()) for row in frame.collect()]
+            if not batches:
+                return
+            tally = process_batches(spark, settings, batches, app_id, epoch_id)
+            total.add(tally)
+            progress(
+                f"epoch {epoch_id}: {tally.batches} landing batch(es), {tally.events_read} events"
+                f" → {tally.bronze_rows} bronze, {tally.duplicates} duplicates,"
+                f" {tally.quarantined_total} quarantined ({time.monotonic() - started:.1f}s)"
+            )
+
+    stream = (
+        spark.readStream.schema(_manifest_schema())
+        .option("maxFilesPerTrigger", settings.manifests_per_batch)
+        .json(str(manifest_path(settings)))
+    )
+    writer = stream.writeStream.foreachBatch(handle).option(
+        "checkpointLocation", checkpoint_path(settings)
+    )
+    if continuous:
+        writer = writer.trigger(processingTime=f"{settings.stream_interval_seconds} seconds")
+    else:
+        writer = writer.trigger(availableNow=True)
+    query = writer.start()
+    if not continuous:
+        query.awaitTermination()
+        return total
+    requested = threading.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda *_: requested.set()) for sig in signals}
+    try:
+        while query.isActive and not requested.is_set():
+            query.awaitTermination(1)
+        with busy:  # let the batch in flight finish; later epochs refuse to start
+            stopping.set()
+        query.stop()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not requested.is_set() and query.exception():
+        raise query.exception()
+    progress(f"stopped at a batch boundary after {total.batches} landing batch(es)")
+    return total
+
+
+class _Stopping(RuntimeError):
+    """Raised inside a micro-batch that starts after a stop was requested, so it is not
+    committed to the checkpoint and the next run takes it."""

@@ -1,0 +1,160 @@
+"""The one SparkSession factory: Delta always, S3A and Kafka connectors when they are needed.
+
+JVM packages are resolved from Maven Central by Spark's own package resolution into
+``settings.ivy_dir``; the resolved jar list is remembered beside it so later sessions
+start without re-resolving (and without Ivy's console chatter).
+
+``python -m meterlake.spark --warm`` resolves every package once (``make setup`` runs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meterlake.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+HADOOP_AWS = "org.apache.hadoop:hadoop-aws:3.5.0"
+SPARK_VERSION = "4.2.0"
+KAFKA = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION}"
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+def delta_package() -> str:
+    """The Delta artifact matching the installed pyspark and delta-spark (as delta's pip helper)."""
+    from importlib.metadata import version
+
+    spark_minor = ".".join(version("pyspark").split(".")[:2])
+    return f"io.delta:delta-spark_{spark_minor}_2.13:{version('delta-spark')}"
+
+
+def required_packages(settings: Settings, *, kafka: bool = False, s3: bool = False) -> list[str]:
+    packages = [delta_package()]
+    if s3 or settings.is_object_store:
+        packages.append(HADOOP_AWS)
+    if kafka:
+        packages.append(KAFKA)
+    return packages
+
+
+def _jar_list_file(settings: Settings, packages: list[str]) -> Path:
+    digest = hashlib.sha256(",".join(sorted(packages)).encode()).hexdigest()[:16]
+    return Path(settings.ivy_dir) / f"resolved-{digest}.txt"
+
+
+def _resolved_jars(settings: Settings, packages: list[str]) -> list[str] | None:
+    listing = _jar_list_file(settings, packages)
+    if not listing.exists():
+        return None
+    jars = [line for line in listing.read_text().splitlines() if line]
+    return jars if jars and all(Path(j.removeprefix("file:")).exists() for j in jars) else None
+
+
+def build_session(
+    settings: Settings, *, app_name: str = "meterlake", kafka: bool = False, s3: bool = False
+) -> SparkSession:
+    """Return the process's SparkSession, creating it with Delta (and S3A/Kafka if asked).
+
+    Example::
+
+        spark = build_session(Settings.load(), kafka=True)
+    """
+    from pyspark.sql import SparkSession
+
+    packages = required_packages(settings, kafka=kafka, s3=s3)
+    java_opts = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}"
+    builder = (
+        SparkSession.builder.master(settings.spark_master)
+        .appName(app_name)
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
+        .config("spark.sql.catalogImplementation", "in-memory")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        .config("spark.driver.memory", settings.driver_memory)
+        .config("spark.driver.extraJavaOptions", java_opts)
+        .config("spark.executor.extraJavaOptions", java_opts)
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.jars.ivy", settings.ivy_dir)
+        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+    )
+    jars = _resolved_jars(settings, packages)
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    else:
+        builder = builder.config("spark.jars.packages", ",".join(packages))
+    for key, value in _s3a_conf(settings).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    if not jars:
+        _remember_jars(settings, packages, spark)
+    return spark
+
+
+def _remember_jars(settings: Settings, packages: list[str], spark: SparkSession) -> None:
+    resolved = spark.sparkContext.getConf().get("spark.jars", "")
+    jars = [j for j in resolved.split(",") if j and Path(settings.ivy_dir).as_posix() in j]
+    if jars:
+        listing = _jar_list_file(settings, packages)
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        listing.write_text("\n".join(jars) + "\n")
+
+
+def _s3a_conf(settings: Settings) -> dict[str, str]:
+    """S3A settings from config; credentials stay with the AWS default provider chain."""
+    conf = {
+        "spark.hadoop.fs.s3a.path.style.access": str(settings.s3.path_style).lower(),
+        "spark.hadoop.fs.s3a.endpoint.region": settings.s3.region,
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    }
+    if settings.s3.endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = settings.s3.endpoint
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(
+            settings.s3.endpoint.startswith("https")
+        ).lower()
+    return conf
+
+
+def warm(settings: Settings) -> list[list[str]]:
+    """Resolve every package combination `build_session` can ask for, one JVM each.
+
+    ``spark.jars.packages`` is only read when a JVM starts, so each combination is resolved
+    in a child process; afterwards no run touches the network.
+    """
+    combos = [(kafka, s3) for kafka in (False, True) for s3 in (False, True)]
+    for kafka, s3 in combos:
+        flags = [*(["--kafka"] if kafka else []), *(["--s3"] if s3 else [])]
+        subprocess.run([sys.executable, "-m", "meterlake.spark", "--resolve", *flags], check=True)
+    return [required_packages(settings, kafka=k, s3=s) for k, s in combos]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m meterlake.spark")
+    parser.add_argument("--warm", action="store_true", help="resolve all JVM packages once")
+    parser.add_argument("--resolve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--kafka", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--s3", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    settings = Settings.load()
+    if args.resolve:
+        build_session(settings, app_name="meterlake-warm", kafka=args.kafka, s3=args.s3).stop()
+    if args.warm:
+        for packages in warm(settings):
+            print("resolved " + ", ".join(packages))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,316 @@
+"""Every table's name, schema, partitioning, properties and constraints, declared once.
+
+Tables live by path at ``<warehouse>/<layer>/<name>`` so analysts and other engines
+(delta-rs, DuckDB, Trino) can open them without a metastore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    DataType,
+    DateType,
+    DecimalType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from meterlake.config import Settings
+
+MONEY = DecimalType(38, 9)
+QUANTITY = DecimalType(38, 9)
+
+
+def _schema(*fields: tuple[str, DataType, bool]) -> StructType:
+    return StructType([StructField(name, kind, nullable) for name, kind, nullable in fields])
+
+
+@dataclass(frozen=True, eq=False)
+class TableSpec:
+    """A Delta table meterlake owns: where it lives and what it must look like.
+
+    Specs are module constants compared by identity (``eq=False`` keeps them hashable).
+    """
+
+    layer: str
+    name: str
+    schema: StructType
+    partition_by: tuple[str, ...] = ()
+    properties: dict[str, str] = field(default_factory=dict)
+    constraints: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    def path(self, settings: Settings) -> str:
+        return f"{settings.warehouse}/{self.layer}/{self.name}"
+
+
+APPEND_ONLY = {"delta.appendOnly": "true"}
+
+BRONZE_EVENTS = TableSpec(
+    layer="bronze",
+    name="events",
+    description="Accepted usage events, raw and immutable, one row per (tenant_id, event_id).",
+    schema=_schema(
+        ("tenant_id", StringType(), False),
+        ("event_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("event_type", StringType(), False),
+        ("quantity", QUANTITY, False),
+        ("event_time", TimestampType(), False),
+        ("billing_time", TimestampType(), False),
+        ("billing_date", DateType(), False),
+        ("received_at", TimestampType(), False),
+        ("clock_skew", BooleanType(), False),
+        ("resource_id", StringType(), True),
+        ("user_id", StringType(), True),
+        ("session_id", StringType(), True),
+        ("region", StringType(), True),
+        ("properties", StringType(), True),
+        ("extra", StringType(), True),
+        ("schema_version", StringType(), False),
+        ("sdk_name", StringType(), True),
+        ("sdk_version", StringType(), True),
+        ("payload_sha256", StringType(), False),
+        ("batch_id", StringType(), False),
+        ("landing_file", StringType(), False),
+        ("line_number", LongType(), False),
+        ("ingested_at", TimestampType(), False),
+    ),
+    partition_by=("billing_date",),
+    properties={**APPEND_ONLY, "delta.checkpointInterval": "20"},
+    constraints={
+        "event_id_not_blank": "length(event_id) > 0",
+        "customer_id_not_blank": "length(customer_id) > 0",
+        "quantity_not_negative": "quantity >= 0",
+        "billing_date_matches_time": "billing_date = to_date(billing_time)",
+        "billing_time_is_event_or_receipt": (
+            "billing_time = event_time OR (clock_skew AND billing_time = received_at)"
+        ),
+        "line_number_positive": "line_number > 0",
+    },
+)
+
+BRONZE_QUARANTINE = TableSpec(
+    layer="bronze",
+    name="quarantine",
+    description="Rejected lines with their reason and original bytes; nothing is dropped silently.",
+    schema=_schema(
+        ("tenant_id", StringType(), False),
+        ("batch_id", StringType(), False),
+        ("landing_file", StringType(), False),
+        ("line_number", LongType(), False),
+        ("reason", StringType(), False),
+        ("detail", StringType(), False),
+        ("raw", BinaryType(), False),
+        ("event_id", StringType(), True),
+        ("customer_id", StringType(), True),
+        ("received_at", TimestampType(), False),
+        ("quarantined_at", TimestampType(), False),
+        ("replayed_at", TimestampType(), True),
+        ("replay_outcome", StringType(), True),
+    ),
+    constraints={"reason_not_blank": "length(reason) > 0"},
+)
+
+BRONZE_BATCHES = TableSpec(
+    layer="bronze",
+    name="batches",
+    description="Per landing batch: events read = bronze rows + duplicates + quarantined.",
+    schema=_schema(
+        ("batch_id", StringType(), False),
+        ("tenant_id", StringType(), False),
+        ("landing_file", StringType(), False),
+        ("sha256", StringType(), False),
+        ("received_at", TimestampType(), False),
+        ("lines", LongType(), False),
+        ("blank_lines", LongType(), False),
+        ("events_read", LongType(), False),
+        ("bronze_rows", LongType(), False),
+        ("duplicates", LongType(), False),
+        ("quarantined", LongType(), False),
+        ("quarantined_by_reason", MapType(StringType(), LongType()), False),
+        ("epoch", LongType(), False),
+        ("processed_at", TimestampType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+    constraints={"accounting_balances": "events_read = bronze_rows + duplicates + quarantined"},
+)
+
+REF_CATALOG_VERSIONS = TableSpec(
+    layer="ref",
+    name="catalog_versions",
+    description="One row per catalog load that changed something; the highest version is current.",
+    schema=_schema(
+        ("version", LongType(), False),
+        ("sha256", StringType(), False),
+        ("source_file", StringType(), False),
+        ("loaded_at", TimestampType(), False),
+        ("meters", IntegerType(), False),
+        ("plans", IntegerType(), False),
+        ("customers", IntegerType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
+REF_METERS = TableSpec(
+    layer="ref",
+    name="meters",
+    schema=_schema(
+        ("version", LongType(), False),
+        ("meter_key", StringType(), False),
+        ("event_type", StringType(), False),
+        ("aggregation", StringType(), False),
+        ("property", StringType(), True),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
+# Delta refuses NOT NULL inside arrays; the catalog validator enforces unit_price instead.
+TIER = StructType(
+    [
+        StructField("up_to", QUANTITY, True),
+        StructField("unit_price", MONEY, True),
+        StructField("flat_price", MONEY, True),
+    ]
+)
+
+REF_PLANS = TableSpec(
+    layer="ref",
+    name="plans",
+    schema=_schema(
+        ("version", LongType(), False),
+        ("plan_id", StringType(), False),
+        ("currency", StringType(), False),
+        ("interval", StringType(), False),
+        ("minimum_commitment", MONEY, True),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
+REF_PLAN_CHARGES = TableSpec(
+    layer="ref",
+    name="plan_charges",
+    schema=_schema(
+        ("version", LongType(), False),
+        ("plan_id", StringType(), False),
+        ("charge_index", IntegerType(), False),
+        ("charge_type", StringType(), False),
+        ("meter_key", StringType(), True),
+        ("model", StringType(), True),
+        ("amount", MONEY, True),
+        ("unit_price", MONEY, True),
+        ("package_size", QUANTITY, True),
+        ("package_price", MONEY, True),
+        ("tiers", ArrayType(TIER, True), True),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
+REF_CUSTOMERS = TableSpec(
+    layer="ref",
+    name="customers",
+    schema=_schema(
+        ("version", LongType(), False),
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("timezone", StringType(), False),
+        ("billing_anchor", StringType(), False),
+        ("stripe_customer_id", StringType(), True),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
+REF_SUBSCRIPTIONS = TableSpec(
+    layer="ref",
+    name="subscriptions",
+    schema=_schema(
+        ("version", LongType(), False),
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("seq", IntegerType(), False),
+        ("plan_id", StringType(), False),
+        ("start", TimestampType(), False),
+        ("end", TimestampType(), True),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
+REF_CREDITS = TableSpec(
+    layer="ref",
+    name="credits",
+    schema=_schema(
+        ("version", LongType(), False),
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("seq", IntegerType(), False),
+        ("amount", MONEY, False),
+        ("expires", TimestampType(), True),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (
+    BRONZE_EVENTS,
+    BRONZE_QUARANTINE,
+    BRONZE_BATCHES,
+    REF_CATALOG_VERSIONS,
+    REF_METERS,
+    REF_PLANS,
+    REF_PLAN_CHARGES,
+    REF_CUSTOMERS,
+    REF_SUBSCRIPTIONS,
+    REF_CREDITS,
+)
+
+
+def create_table(spark: SparkSession, settings: Settings, spec: TableSpec) -> bool:
+    """Create ``spec`` at its path if absent and make sure its constraints exist.
+
+    Returns True when the table was created by this call. Safe to call any number of times.
+    """
+    from delta.tables import DeltaTable
+
+    path = spec.path(settings)
+    created = not DeltaTable.isDeltaTable(spark, path)
+    if created:
+        builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(spec.schema)
+        if spec.partition_by:
+            builder = builder.partitionedBy(*spec.partition_by)
+        for key, value in spec.properties.items():
+            builder = builder.property(key, value)
+        if spec.description:
+            builder = builder.comment(spec.description)
+        builder.execute()
+    existing = _constraint_names(spark, path)
+    for name, expression in spec.constraints.items():
+        if name not in existing:
+            spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT {name} CHECK ({expression})")
+    return created
+
+
+def _constraint_names(spark: SparkSession, path: str) -> set[str]:
+    rows = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+    prefix = "delta.constraints."
+    return {row.key[len(prefix) :] for row in rows if row.key.startswith(prefix)}
+
+
+def read(spark: SparkSession, settings: Settings, spec: TableSpec):
+    """The current snapshot of a meterlake table as a DataFrame."""
+    return spark.read.format("delta").load(spec.path(settings))
