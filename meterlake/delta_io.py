@@ -1,7 +1,14 @@
-"""The few adapters that write Delta: idempotent appends keyed by (app id, version).
+"""The few adapters that write Delta: plain appends, versioned idempotent appends, and
+insert-if-absent appends keyed on lineage.
 
-Delta records the highest ``txnVersion`` committed per ``txnAppId``; a retried write with
-the same pair is skipped, which is what makes reruns after a crash exactly-once.
+Two ways to make a retried write exactly-once, each used where it is cheaper:
+
+- ``append(..., txn=(app_id, version))``: Delta records the highest ``txnVersion`` per
+  ``txnAppId`` and skips a repeat. Looking it up rebuilds the table state, about a second
+  per commit here, so it suits rare writes (catalog loads).
+- `append_missing`: an anti-join against the keys already in the table, limited to the
+  slice being written (e.g. ``batch_id IN (...)``, which data skipping prunes). Used by the
+  landing → bronze micro-batches.
 """
 
 from __future__ import annotations
@@ -9,16 +16,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
     from meterlake.config import Settings
     from meterlake.tables import TableSpec
 
 
-def append_once(
-    df: DataFrame, settings: Settings, spec: TableSpec, app_id: str, version: int
+def append(
+    df: DataFrame, settings: Settings, spec: TableSpec, *, txn: tuple[str, int] | None = None
 ) -> None:
-    """Append ``df`` to ``spec`` unless a write with (``app_id``, ``version``) already committed.
+    """Append ``df`` to ``spec``; with ``txn=(app_id, version)`` the append is skipped when a
+    write with that pair already committed (Delta idempotent writes).
 
     ``df`` is conformed to the table's declared schema (column order and types) first, so a
     transform cannot widen a table by accident.
@@ -26,10 +34,23 @@ def append_once(
     from pyspark.sql import functions as F
 
     conformed = df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spec.schema])
-    (
-        conformed.write.format("delta")
-        .mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", version)
-        .save(spec.path(settings))
+    writer = conformed.write.format("delta").mode("append")
+    if txn is not None:
+        writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
+    writer.save(spec.path(settings))
+
+
+def append_missing(
+    df: DataFrame, settings: Settings, spec: TableSpec, keys: list[str], scope: Column
+) -> None:
+    """Append the rows of ``df`` whose ``keys`` are not yet in ``spec`` (within ``scope``).
+
+    Equivalent to a MERGE that only inserts, without rewriting any file, so it is allowed on
+    append-only tables. ``scope`` must cover every row ``df`` can hold.
+    """
+    from pyspark.sql import functions as F
+
+    existing = (
+        df.sparkSession.read.format("delta").load(spec.path(settings)).where(scope).select(*keys)
     )
+    append(df.join(F.broadcast(existing.distinct()), keys, "left_anti"), settings, spec)

@@ -80,6 +80,9 @@ def build_session(
         .config("spark.sql.catalogImplementation", "in-memory")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.shuffle.partitions", str(settings.shuffle_partitions))
+        # Delta rebuilds table state (e.g. to look up idempotent-write versions) with this many
+        # partitions; its default of 50 costs seconds per commit on a small machine.
+        .config("spark.databricks.delta.snapshotPartitions", str(settings.shuffle_partitions))
         .config("spark.driver.memory", settings.driver_memory)
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.executor.extraJavaOptions", java_opts)

@@ -284,6 +284,8 @@ def create_table(spark: SparkSession, settings: Settings, spec: TableSpec) -> bo
     """Create ``spec`` at its path if absent and make sure its constraints exist.
 
     Returns True when the table was created by this call. Safe to call any number of times.
+    Constraints are declared as ``delta.constraints.*`` properties at creation (one commit,
+    no table scan); a table created by an older meterlake gets the missing ones by ALTER.
     """
     from delta.tables import DeltaTable
 
@@ -293,22 +295,33 @@ def create_table(spark: SparkSession, settings: Settings, spec: TableSpec) -> bo
         builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(spec.schema)
         if spec.partition_by:
             builder = builder.partitionedBy(*spec.partition_by)
-        for key, value in spec.properties.items():
+        properties = {
+            **spec.properties,
+            **{f"delta.constraints.{name}": rule for name, rule in spec.constraints.items()},
+        }
+        for key, value in properties.items():
             builder = builder.property(key, value)
         if spec.description:
             builder = builder.comment(spec.description)
         builder.execute()
+        return True
     existing = _constraint_names(spark, path)
     for name, expression in spec.constraints.items():
         if name not in existing:
             spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT {name} CHECK ({expression})")
-    return created
+    return False
 
 
 def _constraint_names(spark: SparkSession, path: str) -> set[str]:
     rows = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
     prefix = "delta.constraints."
     return {row.key[len(prefix) :] for row in rows if row.key.startswith(prefix)}
+
+
+def nullable_schema(spec: TableSpec) -> StructType:
+    """``spec``'s schema with every field nullable, for frames built from Python rows
+    (`delta_io.append` casts them to the declared schema, where Delta enforces NOT NULL)."""
+    return StructType([StructField(f.name, f.dataType, True) for f in spec.schema])
 
 
 def read(spark: SparkSession, settings: Settings, spec: TableSpec):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.catalog.model import Catalog
-from meterlake.delta_io import append_once
+from meterlake.delta_io import append
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -45,8 +45,8 @@ def store_catalog(spark: SparkSession, settings: Settings, catalog: Catalog) -> 
     version = (current[0] if current else 0) + 1
     app_id = "meterlake-catalog"
     for spec, rows in _rows(catalog, version).items():
-        frame = spark.createDataFrame(rows, schema=_without_nulls(spec))
-        append_once(frame, settings, spec, app_id=f"{app_id}-{spec.name}", version=version)
+        frame = spark.createDataFrame(rows, schema=tables.nullable_schema(spec))
+        append(frame, settings, spec, txn=(f"{app_id}-{spec.name}", version))
     loaded = [
         (
             version,
@@ -58,16 +58,11 @@ def store_catalog(spark: SparkSession, settings: Settings, catalog: Catalog) -> 
             len(catalog.customers),
         )
     ]
-    frame = spark.createDataFrame(loaded, schema=_without_nulls(tables.REF_CATALOG_VERSIONS))
-    append_once(frame, settings, tables.REF_CATALOG_VERSIONS, app_id=app_id, version=version)
+    frame = spark.createDataFrame(
+        loaded, schema=tables.nullable_schema(tables.REF_CATALOG_VERSIONS)
+    )
+    append(frame, settings, tables.REF_CATALOG_VERSIONS, txn=(app_id, version))
     return LoadResult(version=version, changed=True)
-
-
-def _without_nulls(spec: tables.TableSpec):
-    """The spec's schema with every field nullable, for building frames from Python rows."""
-    from pyspark.sql.types import StructField, StructType
-
-    return StructType([StructField(f.name, f.dataType, True) for f in spec.schema])
 
 
 def _rows(catalog: Catalog, version: int) -> dict[tables.TableSpec, list[tuple]]:

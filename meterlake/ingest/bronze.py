@@ -1,10 +1,10 @@
 """Landing → bronze: read landing batches, validate, apply identity, write exactly once.
 
-Each micro-batch writes ``bronze.quarantine``, ``bronze.events`` and ``bronze.batches``
-with Delta idempotent appends keyed by (query app id, epoch). A batch retried after a
-crash classifies its lines exactly as the first attempt did (its own rows already in
-bronze are excluded from "prior" events), so the retried writes are skipped or
-identical, never doubled.
+Each micro-batch writes ``bronze.quarantine``, ``bronze.events`` (both keyed on lineage:
+batch_id, line_number) and ``bronze.batches`` (keyed on batch_id), inserting only keys
+not already there. A batch retried after a crash classifies its lines exactly as the
+first attempt did (its own rows already in bronze are excluded from "prior" events), so
+whatever the first attempt committed is not written again and the rest is completed.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.catalog.store import current
-from meterlake.delta_io import append_once
+from meterlake.delta_io import append_missing
 from meterlake.ingest import reasons
 from meterlake.ingest.event_schema import load_event_schemas
 from meterlake.ingest.identity import ACCEPTED, DUPLICATE, classify
@@ -170,9 +170,9 @@ def bronze_rows(admitted: DataFrame, now_ts) -> DataFrame:
 
 
 def process_batches(
-    spark: SparkSession, settings: Settings, batches: list[LandingBatch], app_id: str, epoch: int
+    spark: SparkSession, settings: Settings, batches: list[LandingBatch], epoch: int
 ) -> Tally:
-    """Land ``batches`` (manifest entries) into bronze; idempotent per (app_id, epoch)."""
+    """Land ``batches`` (manifest entries) into bronze; safe to repeat after a crash."""
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -180,23 +180,19 @@ def process_batches(
     lines = landing_lines(spark, settings, batches)
     nonblank = lines.where(~F.col("value").rlike(BLANK_LINE))
     batch_ids = [b.batch_id for b in batches]
+    in_scope = F.col("batch_id").isin(batch_ids)
     prior = prior_events(spark, settings).where(~F.col("batch_id").isin(batch_ids))
     admitted = admit(spark, settings, nonblank, prior).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        append_once(
-            quarantine_rows(admitted, now_ts),
-            settings,
-            tables.BRONZE_QUARANTINE,
-            f"{app_id}-quarantine",
-            epoch,
+        lineage = ["batch_id", "line_number"]
+        append_missing(
+            quarantine_rows(admitted, now_ts), settings, tables.BRONZE_QUARANTINE, lineage, in_scope
         )
-        # A line already in bronze (written by this epoch's first attempt or re-admitted by
-        # a quarantine replay meanwhile) is never written twice.
-        written = prior_events(spark, settings).where(F.col("batch_id").isin(batch_ids))
-        fresh = bronze_rows(admitted, now_ts).join(
-            written.select("batch_id", "line_number"), ["batch_id", "line_number"], "left_anti"
+        # Keyed on lineage: a line written by this epoch's first attempt, or re-admitted
+        # by a quarantine replay meanwhile, is never written twice.
+        append_missing(
+            bronze_rows(admitted, now_ts), settings, tables.BRONZE_EVENTS, lineage, in_scope
         )
-        append_once(fresh, settings, tables.BRONZE_EVENTS, f"{app_id}-events", epoch)
         counts = (
             admitted.groupBy("batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason"))
             .count()
@@ -205,15 +201,9 @@ def process_batches(
     finally:
         admitted.unpersist()
     tally, rows = _account(batches, counts, epoch, now_ts)
-    frame = spark.createDataFrame(rows, schema=_nullable(tables.BRONZE_BATCHES.schema))
-    append_once(frame, settings, tables.BRONZE_BATCHES, f"{app_id}-batches", epoch)
+    frame = spark.createDataFrame(rows, schema=tables.nullable_schema(tables.BRONZE_BATCHES))
+    append_missing(frame, settings, tables.BRONZE_BATCHES, ["batch_id"], in_scope)
     return tally
-
-
-def _nullable(schema):
-    from pyspark.sql.types import StructField, StructType
-
-    return StructType([StructField(f.name, f.dataType, True) for f in schema])
 
 
 def _account(batches: list[LandingBatch], counts: list, epoch: int, now_ts) -> tuple[Tally, list]:

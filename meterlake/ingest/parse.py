@@ -154,8 +154,8 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
         ),
         Violation(
             F.col("q_kind").isNotNull()
-            & F.expr("try_cast(q_text AS DECIMAL(38,18)) IS NOT NULL")
-            & F.expr("try_cast(q_text AS DECIMAL(38,18)) != quantity"),
+            # Spark compares decimals at the smaller scale, so compare both at scale 18.
+            & F.expr("try_cast(q_text AS DECIMAL(38,18)) != try_cast(quantity AS DECIMAL(38,18))"),
             reasons.INVALID_QUANTITY,
             F.concat(F.lit("quantity: "), F.col("q_text"), F.lit(" has more than 9 decimals")),
         ),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meterlake import tables
-from meterlake.delta_io import append_once
+from meterlake.delta_io import append
 from meterlake.ingest import reasons
 from meterlake.ingest.bronze import Tally, admit, bronze_rows, known_customers, prior_events
 from meterlake.ingest.identity import ACCEPTED, DUPLICATE
@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from meterlake.config import Settings
-
-APP_ID = "meterlake-quarantine-replay"
 
 
 def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
@@ -52,7 +50,6 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
     admitted = admit(spark, settings, fresh, prior).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         now_ts = settings.now()
-        append_once(bronze_rows(admitted, now_ts), settings, tables.BRONZE_EVENTS, APP_ID, version)
         outcomes = admitted.select(
             *lineage,
             F.when(F.col("outcome") == ACCEPTED, F.lit("admitted"))
@@ -62,6 +59,7 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
         ).unionByName(done.select(*lineage, F.lit("admitted").alias("outcome")))
         if outcomes.isEmpty():
             return Tally()
+        append(bronze_rows(admitted, now_ts), settings, tables.BRONZE_EVENTS)
         (
             table.alias("q")
             .merge(

@@ -2,7 +2,7 @@
 
 The source is the landing manifest directory (one JSON entry per committed batch), so the
 stream only ever sees complete batches; the checkpoint records which entries were taken
-in which epoch, and `process_batches` makes each epoch's writes idempotent.
+in which epoch, and `process_batches` makes a repeated epoch complete rather than double.
 """
 
 from __future__ import annotations
@@ -10,10 +10,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import fields
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterlake.errors import WarehouseError
@@ -31,16 +29,6 @@ Progress = Callable[[str], None]
 
 def checkpoint_path(settings: Settings) -> str:
     return f"{settings.warehouse}/{CHECKPOINT}"
-
-
-def _app_id(settings: Settings) -> str:
-    """A stable id for this checkpoint's writes; a new checkpoint gets a new id, so epochs
-    restarting at 0 are never mistaken for batches already written."""
-    marker = Path(checkpoint_path(settings)) / "meterlake_app_id"
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"landing-to-bronze-{uuid.uuid4()}\n")
-    return marker.read_text().strip()
 
 
 def _manifest_schema():
@@ -70,7 +58,6 @@ def run_landing_to_bronze(
     if not DeltaTable.isDeltaTable(spark, tables.BRONZE_EVENTS.path(settings)):
         raise WarehouseError(f"{settings.warehouse}: no bronze.events; run `meterlake init` first")
     ensure_landing(settings)
-    app_id = _app_id(settings)
     total = Tally()
     busy = threading.Lock()
     started = time.monotonic()
@@ -84,7 +71,7 @@ def run_landing_to_bronze(
             batches = [LandingBatch(**row.asDict()) for row in frame.collect()]
             if not batches:
                 return
-            tally = process_batches(spark, settings, batches, app_id, epoch_id)
+            tally = process_batches(spark, settings, batches, epoch_id)
             total.add(tally)
             progress(
                 f"epoch {epoch_id}: {tally.batches} landing batch(es), {tally.events_read} events"

@@ -1,0 +1,46 @@
+"""Small builders shared by the Spark tests."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from meterlake.config import Settings
+from meterlake.ingest.event_schema import load_event_schemas
+from meterlake.ingest.parse import parse_lines
+
+
+def event(**overrides) -> dict:
+    """A valid v1 event; keyword arguments replace or (with value ...) remove fields."""
+    base = {
+        "event_id": "e-1",
+        "customer_id": "acme",
+        "event_type": "api_call",
+        "quantity": 3,
+        "timestamp": "2026-03-02T11:00:00Z",
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def line(value: dict | str | bytes) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return (value if isinstance(value, str) else json.dumps(value)).encode()
+
+
+def parse(spark, settings: Settings, lines: list, received_at: datetime):
+    """Run `parse_lines` over raw lines (bytes kept exactly) and collect rows in line order."""
+    from pyspark.sql import functions as F
+
+    rows = [(bytearray(line(v)), i + 1) for i, v in enumerate(lines)]
+    frame = (
+        spark.createDataFrame(rows, "raw_bytes binary, line_number long")
+        .withColumn("value", F.col("raw_bytes").cast("string"))
+        .withColumn("tenant_id", F.lit("default"))
+        .withColumn("batch_id", F.lit("b1"))
+        .withColumn("received_at", F.lit(received_at).cast("timestamp"))
+        .withColumn("landing_file", F.lit("landing/x.jsonl"))
+        .drop("raw_bytes")
+    )
+    return parse_lines(frame, settings, load_event_schemas()).orderBy("line_number").collect()

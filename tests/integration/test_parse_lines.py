@@ -1,0 +1,127 @@
+"""Validation and time rules of `parse_lines`, one Spark job for the whole table."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from meterlake.config import Settings
+from tests.helpers import event, parse
+
+RECEIVED = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+CASES = [
+    (event(), None),
+    (event(quantity="12.5"), None),
+    (event(quantity=...), None),
+    (event(quantity=1e3), None),
+    (event(quantity="0.000000001"), None),
+    (event(timestamp="2026-03-02T06:00:00-05:00"), None),
+    (event(timestamp="2026-03-02T11:00:00.123456+0100"), None),
+    (event(properties={"route": "/x", "n": [1, 2]}, sdk={"name": "py", "version": "1"}), None),
+    (event(resource_id=None, schema_version="1"), None),
+    ("{not json", "malformed_json"),
+    ('{"a":1,"a":2}', "malformed_json"),
+    ("[1, 2]", "not_an_object"),
+    (b'{"event_id": "caf\xe9"}', "invalid_utf8"),
+    (event(event_id=...), "missing_field"),
+    (event(customer_id=42), "wrong_type"),
+    (event(event_id=""), "invalid_value"),
+    (event(properties=[1]), "wrong_type"),
+    (event(tenant_id="other"), "unknown_field"),
+    (event(sdk={"name": "py", "os": "linux"}), "unknown_field"),
+    (event(schema_version="9"), "unknown_schema_version"),
+    (event(quantity=-3), "negative_quantity"),
+    (event(quantity="-0.5"), "negative_quantity"),
+    (event(quantity="ten"), "invalid_quantity"),
+    (event(quantity="1.0000000001"), "invalid_quantity"),
+    (event(quantity=True), "wrong_type"),
+    (event(quantity=None), "wrong_type"),
+    (event(timestamp="2026-03-02T11:00:00"), "timestamp_without_offset"),
+    (event(timestamp="yesterday"), "invalid_timestamp"),
+    (event(timestamp="2026-02-30T00:00:00Z"), "invalid_timestamp"),
+    (event(timestamp="2026-01-25T11:59:59Z"), "too_old"),
+    (event(timestamp="2026-01-26T12:00:00Z"), None),
+]
+
+
+def test_each_line_gets_its_reason(spark, settings: Settings) -> None:
+    rows = parse(spark, settings, [case for case, _ in CASES], RECEIVED)
+    got = [(row.line_number, row.reason) for row in rows]
+    assert got == [(i + 1, reason) for i, (_, reason) in enumerate(CASES)]
+    for row in rows:
+        assert (row.detail is None) == (row.reason is None)
+
+
+def test_details_name_the_field(spark, settings: Settings) -> None:
+    rows = parse(
+        spark,
+        settings,
+        [event(customer_id=42), event(event_id=...), event(tenant_id="x"), event(quantity=-2)],
+        RECEIVED,
+    )
+    assert [r.detail for r in rows] == [
+        "customer_id: expected string, got number",
+        "event_id: is required",
+        "tenant_id: unknown field",
+        "quantity: -2 is negative",
+    ]
+
+
+def test_valid_event_fields_are_typed_and_exact(spark, settings: Settings) -> None:
+    rows = parse(
+        spark,
+        settings,
+        [
+            event(quantity="12.50", region="eu", properties={"b": 1, "a": "x"}),
+            event(quantity=...),
+            event(quantity=0.1),
+            event(timestamp="2026-03-02T06:00:00-05:00"),
+        ],
+        RECEIVED,
+    )
+    first = rows[0]
+    assert first.quantity == Decimal("12.500000000")
+    assert first.region == "eu"
+    assert json.loads(first.properties) == {"a": "x", "b": 1}
+    assert first.billing_time == datetime(2026, 3, 2, 11, 0)
+    assert first.billing_date.isoformat() == "2026-03-02"
+    assert first.clock_skew is False
+    assert rows[1].quantity == Decimal("1.000000000")
+    assert rows[2].quantity == Decimal("0.100000000")
+    assert rows[3].event_time == datetime(2026, 3, 2, 11, 0)
+
+
+def test_clock_skew_clamps_to_receipt_beyond_five_minutes(spark, settings: Settings) -> None:
+    rows = parse(
+        spark,
+        settings,
+        [
+            event(timestamp="2026-03-02T12:05:00Z"),
+            event(timestamp="2026-03-02T12:05:00.000001Z"),
+            event(timestamp="2026-03-03T00:00:00Z"),
+        ],
+        RECEIVED,
+    )
+    assert [(r.reason, r.clock_skew, r.billing_time) for r in rows] == [
+        (None, False, datetime(2026, 3, 2, 12, 5)),
+        (None, True, datetime(2026, 3, 2, 12, 0)),
+        (None, True, datetime(2026, 3, 2, 12, 0)),
+    ]
+    assert rows[2].event_time == datetime(2026, 3, 3, 0, 0)
+
+
+def test_payload_hash_ignores_key_order_and_whitespace(spark, settings: Settings) -> None:
+    a = json.dumps(event(), indent=2).replace("\n", " ")
+    b = json.dumps(dict(reversed(list(event().items()))))
+    c = json.dumps(event(quantity=4))
+    rows = parse(spark, settings, [a, b, c], RECEIVED)
+    assert rows[0].payload_sha256 == rows[1].payload_sha256 != rows[2].payload_sha256
+
+
+def test_over_long_line_is_quarantined_with_its_bytes(spark, settings: Settings) -> None:
+    long_line = json.dumps(event(properties={"blob": "x" * (1024 * 1024)}))
+    rows = parse(spark, settings, [long_line], RECEIVED)
+    assert rows[0].reason == "line_too_long"
+    assert bytes(rows[0].raw) == long_line.encode()
