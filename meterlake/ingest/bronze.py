@@ -137,9 +137,7 @@ def admit(spark: SparkSession, settings: Settings, lines: DataFrame, prior: Data
         )
         .drop("_known")
     )
-    valid = classify(parsed.where(F.col("reason").isNull()), prior)
-    invalid = parsed.where(F.col("reason").isNotNull()).withColumn("outcome", F.lit("rejected"))
-    return valid.unionByName(invalid).withColumn(
+    return classify(parsed, prior).withColumn(
         "raw", F.when(F.col("outcome") == "rejected", F.col("raw"))
     )
 
@@ -182,8 +180,17 @@ def process_batches(
     batch_ids = [b.batch_id for b in batches]
     in_scope = F.col("batch_id").isin(batch_ids)
     prior = prior_events(spark, settings).where(~F.col("batch_id").isin(batch_ids))
-    admitted = admit(spark, settings, nonblank, prior).persist(StorageLevel.MEMORY_AND_DISK)
+    # Cached once, counted first: writing bronze invalidates every cached plan that read
+    # bronze (as ``prior`` does), so nothing may use the cache after that write.
+    admitted = (
+        admit(spark, settings, nonblank, prior).drop("value").persist(StorageLevel.MEMORY_AND_DISK)
+    )
     try:
+        counts = (
+            admitted.groupBy("batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason"))
+            .count()
+            .collect()
+        )
         lineage = ["batch_id", "line_number"]
         append_missing(
             quarantine_rows(admitted, now_ts), settings, tables.BRONZE_QUARANTINE, lineage, in_scope
@@ -192,11 +199,6 @@ def process_batches(
         # by a quarantine replay meanwhile, is never written twice.
         append_missing(
             bronze_rows(admitted, now_ts), settings, tables.BRONZE_EVENTS, lineage, in_scope
-        )
-        counts = (
-            admitted.groupBy("batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason"))
-            .count()
-            .collect()
         )
     finally:
         admitted.unpersist()

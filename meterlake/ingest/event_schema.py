@@ -119,12 +119,52 @@ def json_path(parts: tuple[str, ...]) -> str:
     return "$" + "".join("['" + part.replace("'", "\\'") + "']" for part in parts)
 
 
-def violations(schema: EventSchema, variant: str = "v") -> list[Violation]:
-    """Ordered checks for one schema version over the variant column named ``variant``."""
-    return _object_violations(schema.document, (), variant)
+def kind_column(at: tuple[str, ...]) -> str:
+    """Name of the column holding ``schema_of_variant`` of the field at ``at``."""
+    return "_k_" + "__".join(at)
 
 
-def _object_violations(node: dict[str, Any], at: tuple[str, ...], v: str) -> list[Violation]:
+def text_column(at: tuple[str, ...]) -> str:
+    """Name of the column holding the field's value when it is a JSON string."""
+    return "_s_" + "__".join(at)
+
+
+def field_columns(schemas: dict[str, EventSchema], variant: str = "v") -> dict[str, Column]:
+    """Per-field type and string value, computed once per row for every version's checks.
+
+    The checks read these columns instead of repeating ``schema_of_variant`` (which costs a
+    type walk per call) for each keyword.
+    """
+    from pyspark.sql import functions as F
+
+    columns: dict[str, Column] = {}
+
+    def visit(node: dict[str, Any], at: tuple[str, ...]) -> None:
+        for name, sub in node.get("properties", {}).items():
+            path = (*at, name)
+            value = f'variant_get({variant}, "{json_path(path)}")'
+            kind = F.expr(f"schema_of_variant({value})")
+            columns[kind_column(path)] = kind
+            columns[text_column(path)] = F.when(
+                kind == "STRING",
+                F.expr(f"try_variant_get({variant}, \"{json_path(path)}\", 'string')"),
+            )
+            visit(sub, path)
+
+    for schema in schemas.values():
+        visit(schema.document, ())
+    return columns
+
+
+def violations(schema: EventSchema, variant: str = "v", raw_text: str = "value") -> list[Violation]:
+    """Ordered checks for one schema version; needs the `field_columns` and the raw JSON text
+    (``raw_text``) beside the variant column."""
+    return _object_violations(schema.document, (), variant, raw_text)
+
+
+def _object_violations(
+    node: dict[str, Any], at: tuple[str, ...], v: str, raw_text: str
+) -> list[Violation]:
     from pyspark.sql import functions as F
 
     found: list[Violation] = []
@@ -132,7 +172,7 @@ def _object_violations(node: dict[str, Any], at: tuple[str, ...], v: str) -> lis
     for name in node.get("required", []):
         found.append(
             Violation(
-                F.expr(f'variant_get({v}, "{json_path((*at, name))}") IS NULL'),
+                F.col(kind_column((*at, name))).isNull(),
                 "missing_field",
                 F.lit(f"{prefix}{name}: is required"),
             )
@@ -140,7 +180,7 @@ def _object_violations(node: dict[str, Any], at: tuple[str, ...], v: str) -> lis
     properties: dict[str, Any] = node.get("properties", {})
     if node.get("additionalProperties") is False:
         allowed = ", ".join(f"'{name}'" for name in properties) or "''"
-        source = f'to_json(variant_get({v}, "{json_path(at)}"))' if at else f"to_json({v})"
+        source = f'to_json(variant_get({v}, "{json_path(at)}"))' if at else raw_text
         unknown = f"array_except(json_object_keys({source}), array({allowed}))"
         found.append(
             Violation(
@@ -150,17 +190,19 @@ def _object_violations(node: dict[str, Any], at: tuple[str, ...], v: str) -> lis
             )
         )
     for name, sub in properties.items():
-        found.extend(_field_violations(sub, (*at, name), v))
+        found.extend(_field_violations(sub, (*at, name), v, raw_text))
     return found
 
 
-def _field_violations(node: dict[str, Any], at: tuple[str, ...], v: str) -> list[Violation]:
+def _field_violations(
+    node: dict[str, Any], at: tuple[str, ...], v: str, raw_text: str
+) -> list[Violation]:
     from pyspark.sql import functions as F
 
     path = json_path(at)
     label = ".".join(at)
-    value = f'variant_get({v}, "{path}")'
-    kind = f"schema_of_variant({value})"
+    kind = f"`{kind_column(at)}`"
+    text = f"`{text_column(at)}`"
 
     def typed(test: str) -> str:
         return test.replace("{t}", kind)
@@ -173,12 +215,11 @@ def _field_violations(node: dict[str, Any], at: tuple[str, ...], v: str) -> list
         expected = " or ".join(names)
         found.append(
             Violation(
-                F.expr(f"{value} IS NOT NULL AND NOT ({test})"),
+                F.expr(f"{kind} IS NOT NULL AND NOT ({test})"),
                 "wrong_type",
                 F.expr(f"concat('{label}: expected {expected}, got ', {typed(_JSON_TYPE_OF)})"),
             )
         )
-    text = f"CASE WHEN {kind} = 'STRING' THEN try_variant_get({v}, \"{path}\", 'string') END"
     number = (
         f"CASE WHEN NOT ({typed(_TYPE_TESTS['number'])}) THEN NULL "
         f"ELSE try_variant_get({v}, \"{path}\", 'double') END"
@@ -210,20 +251,16 @@ def _field_violations(node: dict[str, Any], at: tuple[str, ...], v: str) -> list
         options = ", ".join(_sql_string(item) for item in node["enum"])
         found.append(
             Violation(
-                F.expr(f"{value} IS NOT NULL AND NOT coalesce({text} IN ({options}), false)"),
+                F.expr(f"{kind} IS NOT NULL AND NOT coalesce({text} IN ({options}), false)"),
                 "invalid_value",
                 F.lit(f"{label}: must be one of {', '.join(node['enum'])}"),
             )
         )
     if node.get("properties") or node.get("required") or "additionalProperties" in node:
-        nested = _object_violations(node, at, v)
+        nested = _object_violations(node, at, v, raw_text)
         object_test = typed(_TYPE_TESTS["object"])
         found.extend(
-            Violation(
-                F.expr(f"{value} IS NOT NULL AND ({object_test})") & item.condition,
-                item.reason,
-                item.detail,
-            )
+            Violation(F.expr(object_test) & item.condition, item.reason, item.detail)
             for item in nested
         )
     return found

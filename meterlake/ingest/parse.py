@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meterlake.ingest import reasons
-from meterlake.ingest.event_schema import EventSchema, Violation, json_path, violations
+from meterlake.ingest.event_schema import (
+    EventSchema,
+    Violation,
+    field_columns,
+    json_path,
+    violations,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -69,7 +75,8 @@ def _schema_checks(schemas: dict[str, EventSchema]) -> Column:
     result = None
     for version, schema in schemas.items():
         chosen = F.col("schema_version") == version
-        result = (F.when if result is None else result.when)(chosen, _first(violations(schema)))
+        checks = _first(violations(schema, raw_text="value"))
+        result = (F.when if result is None else result.when)(chosen, checks)
     return result.otherwise(unknown)
 
 
@@ -94,8 +101,8 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
     skew = settings.max_clock_skew_seconds
     parsed = (
         lines.withColumn("raw", F.col("value").cast("binary"))
-        .withColumn("text", F.regexp_replace("value", "\r$", ""))
-        .withColumn("v", F.expr("try_parse_json(text)"))
+        # A CRLF line's trailing \r is JSON whitespace, so the raw line parses as it is.
+        .withColumn("v", F.expr("try_parse_json(value)"))
         .withColumn(
             "schema_version",
             F.coalesce(
@@ -128,6 +135,8 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
             ),
         )
     )
+    per_field = field_columns(schemas)
+    parsed = parsed.select("*", *(column.alias(name) for name, column in per_field.items()))
     parsed = parsed.withColumn("schema_check", _schema_checks(schemas))
     max_bytes = settings.max_line_bytes
     checks = [
@@ -212,4 +221,5 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
     )
     for name in BRONZE_FIELDS:
         out = out.withColumn(name, F.expr(f"try_variant_get(v, '$.{name}', 'string')"))
-    return out.drop("v", "text", "ts_text", "q_kind", "q_text", "schema_check", "verdict")
+    helpers = ["v", "ts_text", "q_kind", "q_text", "schema_check", "verdict", *per_field]
+    return out.drop(*helpers)
