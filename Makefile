@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export METERLAKE_IVY_DIR ?= $(CURDIR)/.cache/ivy
+export METERLAKE_LOG_DIR ?= $(CURDIR)/.cache/logs
 
 .PHONY: setup lock jars demo test lint unit bench clean
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -196,11 +197,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if os.environ.get("METERLAKE_DEBUG"):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(
-            f"meterlake: failed: {first} (set METERLAKE_DEBUG=1 for the traceback)", file=sys.stderr
+            f"meterlake: failed: {_root_cause(exc)} (METERLAKE_DEBUG=1 shows the traceback;"
+            " Spark's log is in $METERLAKE_LOG_DIR, default ~/.cache/meterlake/logs)",
+            file=sys.stderr,
         )
         return 1
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The most specific line of an error, digging through Spark's wrapped Python errors."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    if raised:
+        return raised[-1]
+    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class Settings:
     shuffle_partitions: int = 4
     driver_memory: str = "2g"
     ivy_dir: str = field(default_factory=lambda: str(Path.home() / ".cache/meterlake/ivy"))
+    log_dir: str = field(default_factory=lambda: str(Path.home() / ".cache/meterlake/logs"))
     s3: S3Settings = field(default_factory=S3Settings)
     max_clock_skew_seconds: int = 300
     backfill_days: int = 35
@@ -83,6 +84,7 @@ class Settings:
             shuffle_partitions=_int(env, "METERLAKE_SHUFFLE_PARTITIONS", 4),
             driver_memory=env.get("METERLAKE_DRIVER_MEMORY") or defaults.driver_memory,
             ivy_dir=env.get("METERLAKE_IVY_DIR") or defaults.ivy_dir,
+            log_dir=env.get("METERLAKE_LOG_DIR") or defaults.log_dir,
             s3=S3Settings(
                 endpoint=env.get("METERLAKE_S3_ENDPOINT") or None,
                 region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",

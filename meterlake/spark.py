@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,11 +103,37 @@ def build_session(
         builder = builder.config("spark.jars.packages", ",".join(packages))
     for key, value in _s3a_conf(settings).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    spark = _launch_with_log(builder, settings)
     spark.sparkContext.setLogLevel("ERROR")
     if not jars:
         _remember_jars(settings, packages, spark)
     return spark
+
+
+def spark_log_path(settings: Settings) -> Path:
+    return Path(settings.log_dir) / "spark-driver.log"
+
+
+def _launch_with_log(builder: SparkSession.Builder, settings: Settings) -> SparkSession:
+    """Start the JVM with its stderr going to the Spark log file, not the user's terminal.
+
+    The JVM writes start-up banners and executor-side stack traces to stderr; meterlake
+    reports failures itself, in one line, and names this file for the details.
+    """
+    from pyspark import SparkContext
+
+    if SparkContext._jvm is not None:  # the JVM is already up; nothing to redirect
+        return builder.getOrCreate()
+    log = spark_log_path(settings)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    saved = os.dup(2)
+    with log.open("ab") as handle:
+        os.dup2(handle.fileno(), 2)
+        try:
+            return builder.getOrCreate()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _remember_jars(settings: Settings, packages: list[str], spark: SparkSession) -> None:

@@ -1,0 +1,107 @@
+"""Exactly-once under SIGKILL, and `pipeline stream` stopping cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from meterlake import synthetic, tables
+from meterlake.catalog.parse import parse_catalog
+from meterlake.catalog.store import store_catalog
+from meterlake.config import Settings
+from meterlake.demo import DEMO_CATALOG
+from meterlake.ingest.landing import land_file
+from tests.e2e.cli import cli_env, meterlake, spawn
+
+RECEIVED = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def land_events(settings: Settings, folder: Path, count: int, files: int, seed: int) -> None:
+    for index in range(files):
+        stream = synthetic.events(
+            count // files,
+            ["acme", "globex"],
+            RECEIVED - timedelta(days=10),
+            timedelta(days=10),
+            seed=seed + index,
+        )
+        path = folder / f"events-{seed}-{index}.jsonl"
+        synthetic.write_jsonl(path, (synthetic.dump(e) for e in stream))
+        land_file(replace(settings, pinned_now=RECEIVED), path, "default")
+
+
+def prepare(spark, warehouse: Settings) -> None:
+    store_catalog(spark, warehouse, parse_catalog(yaml.safe_load(DEMO_CATALOG), sha256="t"))
+
+
+def data_files(settings: Settings) -> list[Path]:
+    return [
+        p
+        for p in Path(tables.BRONZE_EVENTS.path(settings)).rglob("*.parquet")
+        if "_delta_log" not in p.parts
+    ]
+
+
+def bronze_commits(spark, settings: Settings) -> int:
+    from delta.tables import DeltaTable
+
+    history = DeltaTable.forPath(spark, tables.BRONZE_EVENTS.path(settings)).history()
+    return history.where("operation = 'WRITE'").count()
+
+
+def test_sigkill_mid_write_then_rerun_is_exactly_once(
+    spark, warehouse: Settings, tmp_path: Path
+) -> None:
+    prepare(spark, warehouse)
+    total = 150_000
+    land_events(warehouse, tmp_path, total, files=3, seed=11)
+    env = cli_env(warehouse.warehouse)
+    victim = spawn("pipeline", "run", env=env)
+    deadline = time.monotonic() + 600
+    while not data_files(warehouse) and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=60)
+    assert victim.returncode == -signal.SIGKILL
+    assert data_files(warehouse), "the kill should land while bronze files were being written"
+    assert bronze_commits(spark, warehouse) == 0, "the kill should land before bronze committed"
+
+    rerun = meterlake("pipeline", "run", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    bronze = tables.read(spark, warehouse, tables.BRONZE_EVENTS)
+    assert bronze.count() == total
+    assert bronze.select("tenant_id", "event_id").distinct().count() == total
+    assert tables.read(spark, warehouse, tables.BRONZE_QUARANTINE).count() == 0
+    batches = tables.read(spark, warehouse, tables.BRONZE_BATCHES).collect()
+    assert len(batches) == 3 and sum(b.bronze_rows for b in batches) == total
+
+
+def test_stream_processes_new_batches_and_stops_on_sigterm(
+    spark, warehouse: Settings, tmp_path: Path
+) -> None:
+    prepare(spark, warehouse)
+    env = cli_env(warehouse.warehouse, METERLAKE_STREAM_INTERVAL_SECONDS="1")
+    stream = spawn("pipeline", "stream", env=env)
+    try:
+        for round_, expected in ((1, 300), (2, 600)):
+            land_events(warehouse, tmp_path, 300, files=1, seed=100 + round_)
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                if tables.read(spark, warehouse, tables.BRONZE_EVENTS).count() == expected:
+                    break
+                assert stream.poll() is None, stream.communicate()[1]
+                time.sleep(1)
+            assert tables.read(spark, warehouse, tables.BRONZE_EVENTS).count() == expected
+        stream.send_signal(signal.SIGTERM)
+        out, err = stream.communicate(timeout=120)
+    finally:
+        if stream.poll() is None:
+            stream.kill()
+    assert stream.returncode == 0, err
+    assert "stopped at a batch boundary after 2 landing batch(es)" in out
+    assert "600 into bronze" in out
