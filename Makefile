@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export METERLAKE_IVY_DIR ?= $(CURDIR)/.cache/ivy
 export METERLAKE_LOG_DIR ?= $(CURDIR)/.cache/logs
 
-.PHONY: setup lock jars demo test lint unit bench clean
+.PHONY: setup lock demo test lint bench clean
 
 setup: $(VENV)/.installed .cache/ivy/.warm
 
@@ -30,8 +30,8 @@ demo: setup
 	$(BIN)/meterlake demo
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check meterlake tests dags jobs bench
-	$(BIN)/ruff format --check meterlake tests dags jobs bench
+	$(BIN)/ruff check meterlake tests jobs bench
+	$(BIN)/ruff format --check meterlake tests jobs bench
 
 test: setup lint
 	$(BIN)/python -m pytest -q tests
