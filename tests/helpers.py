@@ -29,12 +29,12 @@ def line(value: dict | str | bytes) -> bytes:
     return (value if isinstance(value, str) else json.dumps(value)).encode()
 
 
-def parse(spark, settings: Settings, lines: list, received_at: datetime):
-    """Run `parse_lines` over raw lines (bytes kept exactly) and collect rows in line order."""
+def lines_frame(spark, lines: list, received_at: datetime):
+    """Landing lines as `parse_lines` expects them (bytes kept exactly), numbered from 1."""
     from pyspark.sql import functions as F
 
     rows = [(bytearray(line(v)), i + 1) for i, v in enumerate(lines)]
-    frame = (
+    return (
         spark.createDataFrame(rows, "raw_bytes binary, line_number long")
         .withColumn("value", F.col("raw_bytes").cast("string"))
         .withColumn("tenant_id", F.lit("default"))
@@ -43,4 +43,9 @@ def parse(spark, settings: Settings, lines: list, received_at: datetime):
         .withColumn("landing_file", F.lit("landing/x.jsonl"))
         .drop("raw_bytes")
     )
+
+
+def parse(spark, settings: Settings, lines: list, received_at: datetime):
+    """Run `parse_lines` with the shipped schemas and collect rows in line order."""
+    frame = lines_frame(spark, lines, received_at)
     return parse_lines(frame, settings, load_event_schemas()).orderBy("line_number").collect()

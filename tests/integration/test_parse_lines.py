@@ -125,3 +125,46 @@ def test_over_long_line_is_quarantined_with_its_bytes(spark, settings: Settings)
     rows = parse(spark, settings, [long_line], RECEIVED)
     assert rows[0].reason == "line_too_long"
     assert bytes(rows[0].raw) == long_line.encode()
+
+
+def test_a_new_schema_version_needs_no_code_change(spark, settings: Settings, tmp_path) -> None:
+    from meterlake.ingest.event_schema import load_event_schemas
+    from meterlake.ingest.parse import parse_lines
+    from meterlake.paths import schemas_dir
+    from tests.helpers import lines_frame
+
+    folder = tmp_path / "events"
+    folder.mkdir()
+    v1 = json.loads((schemas_dir() / "events/v1.json").read_text())
+    (folder / "v1.json").write_text(json.dumps(v1))
+    v2 = json.loads(json.dumps(v1))
+    v2["properties"]["schema_version"]["enum"] = ["2"]
+    v2["properties"]["cost_center"] = {"type": "string", "pattern": "^cc-[0-9]+$"}
+    v2["required"] = [*v1["required"], "cost_center"]
+    (folder / "v2.json").write_text(json.dumps(v2))
+    schemas = load_event_schemas(folder)
+    assert sorted(schemas) == ["1", "2"]
+    lines = [
+        event(schema_version="2", cost_center="cc-7"),
+        event(schema_version="2"),
+        event(schema_version="2", cost_center="sales"),
+        event(cost_center="cc-7"),
+    ]
+    frame = lines_frame(spark, lines, RECEIVED)
+    rows = parse_lines(frame, settings, schemas).orderBy("line_number").collect()
+    assert [r.reason for r in rows] == [None, "missing_field", "invalid_value", "unknown_field"]
+    assert json.loads(rows[0].extra) == {"cost_center": "cc-7"}
+    assert rows[0].schema_version == "2"
+
+
+def test_schema_with_unsupported_keyword_is_refused(tmp_path) -> None:
+    import pytest
+
+    from meterlake.errors import ConfigError
+    from meterlake.ingest.event_schema import load_event_schemas
+
+    (tmp_path / "v1.json").write_text(
+        json.dumps({"type": "object", "properties": {"a": {"oneOf": [{"type": "string"}]}}})
+    )
+    with pytest.raises(ConfigError, match=r"properties\.a\.oneOf: keyword not supported"):
+        load_event_schemas(tmp_path)
