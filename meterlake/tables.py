@@ -94,7 +94,14 @@ BRONZE_EVENTS = TableSpec(
         ("ingested_at", TimestampType(), False),
     ),
     partition_by=("billing_date",),
-    properties={**APPEND_ONLY, "delta.checkpointInterval": "20"},
+    properties={
+        **APPEND_ONLY,
+        "delta.checkpointInterval": "20",
+        # File statistics only where queries filter: tenant, customer, meter, times, lineage.
+        "delta.dataSkippingStatsColumns": (
+            "tenant_id,customer_id,event_type,billing_time,received_at,batch_id,line_number"
+        ),
+    },
     constraints={
         "event_id_not_blank": "length(event_id) > 0",
         "customer_id_not_blank": "length(customer_id) > 0",
