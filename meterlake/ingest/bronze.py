@@ -18,7 +18,7 @@ from meterlake.catalog.store import current
 from meterlake.delta_io import append_missing
 from meterlake.ingest import reasons
 from meterlake.ingest.event_schema import load_event_schemas
-from meterlake.ingest.identity import ACCEPTED, DUPLICATE, classify
+from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED, classify
 from meterlake.ingest.landing import LandingBatch
 from meterlake.ingest.parse import parse_lines
 
@@ -61,6 +61,8 @@ def landing_lines(
 
     The text source keeps each line's raw bytes; line numbers are rebuilt from the file
     split each row came from (position within the split plus the lines of earlier splits).
+    ``pos`` is evaluated by two scans of the same files (the block counts, then the lines);
+    both plan the same splits in the same order, so they agree.
     """
     from pyspark.sql import functions as F
 
@@ -138,7 +140,7 @@ def admit(spark: SparkSession, settings: Settings, lines: DataFrame, prior: Data
         .drop("_known")
     )
     return classify(parsed, prior).withColumn(
-        "raw", F.when(F.col("outcome") == "rejected", F.col("raw"))
+        "raw", F.when(F.col("outcome") == REJECTED, F.col("raw"))
     )
 
 
@@ -152,7 +154,7 @@ def quarantine_rows(admitted: DataFrame, now_ts) -> DataFrame:
     from pyspark.sql import functions as F
 
     return (
-        admitted.where(F.col("outcome") == "rejected")
+        admitted.where(F.col("outcome") == REJECTED)
         .withColumn("quarantined_at", F.lit(now_ts).cast("timestamp"))
         .withColumn("replayed_at", F.lit(None).cast("timestamp"))
         .withColumn("replay_outcome", F.lit(None).cast("string"))
