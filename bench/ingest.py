@@ -7,6 +7,11 @@ same SparkSession: (a) ``spark.read.json`` with the event schema → Parquet, an
 ``pipeline run`` path (landing → validated, deduplicated, partitioned Delta bronze).
 Prints both rates and the ratio (b)/(a); the goal is >= 0.6. A small warm-up of both
 paths runs first so neither pays the JVM's cold start alone.
+
+    .venv/bin/python bench/ingest.py --phases [--events 200000]
+
+times the phases of one landing → bronze micro-batch separately instead (each forced
+with a no-op write; run twice, the second, warm run is the one to read).
 """
 
 from __future__ import annotations
@@ -92,6 +97,54 @@ def pipeline(spark, settings: Settings, paths: list[Path]) -> tuple[float, int]:
     return elapsed, bronze
 
 
+def phases(events: int, files: int, root: Path) -> None:
+    """Time each phase of `process_batches` on its own, cold then warm."""
+    settings = replace(Settings.load(), pinned_now=RECEIVED)
+    spark = build_session(settings)
+    paths = generate(root / "data", events, files, seed=1)
+    for attempt in ("cold", "warm"):
+        _time_phases(spark, settings.with_warehouse(str(root / f"wh-{attempt}")), paths, attempt)
+    spark.stop()
+
+
+def _time_phases(spark, wh: Settings, paths: list[Path], attempt: str) -> None:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from meterlake.delta_io import append
+    from meterlake.ingest.bronze import BLANK_LINE, admit, bronze_rows, landing_lines, prior_events
+    from meterlake.ingest.event_schema import load_event_schemas
+    from meterlake.ingest.landing import manifest_entries
+    from meterlake.ingest.parse import parse_lines
+
+    init_warehouse(spark, wh)
+    store_catalog(spark, wh, catalog())
+    for path in paths:
+        land_file(wh, path, "default")
+    lines = landing_lines(spark, wh, list(manifest_entries(wh)))
+    nonblank = lines.where(~F.col("value").rlike(BLANK_LINE))
+    admitted = admit(spark, wh, nonblank, prior_events(spark, wh)).drop("value")
+    cached = admitted.persist(StorageLevel.MEMORY_AND_DISK)
+    # Each step repeats the ones before it (Spark is lazy), so read the differences.
+    steps = {
+        "read lines + line numbers": lambda: _noop(nonblank),
+        "+ parse and validate": lambda: _noop(parse_lines(nonblank, wh, load_event_schemas())),
+        "+ customers, identity, cache": cached.count,
+        "bronze Delta write (cached)": lambda: append(
+            bronze_rows(cached, RECEIVED), wh, tables.BRONZE_EVENTS
+        ),
+    }
+    for name, step in steps.items():
+        started = time.perf_counter()
+        step()
+        print(f"{attempt}  {name:<28}{time.perf_counter() - started:>7.1f} s", flush=True)
+    cached.unpersist()
+
+
+def _noop(frame) -> None:
+    frame.write.format("noop").mode("overwrite").save()
+
+
 def run(events: int, files: int, root: Path) -> None:
     settings = replace(Settings.load(), pinned_now=RECEIVED)
     spark = build_session(settings)
@@ -117,13 +170,17 @@ def run(events: int, files: int, root: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=None, help="default 1M (200k with --phases)")
+    parser.add_argument("--phases", action="store_true", help="time each phase separately")
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="meterlake-bench-"))
     try:
-        run(args.events, args.files, root)
+        if args.phases:
+            phases(args.events or 200_000, args.files, root)
+        else:
+            run(args.events or 1_000_000, args.files, root)
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
