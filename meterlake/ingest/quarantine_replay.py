@@ -15,6 +15,7 @@ from meterlake.delta_io import append
 from meterlake.ingest import reasons
 from meterlake.ingest.bronze import Tally, admit, bronze_rows, known_customers, prior_events
 from meterlake.ingest.identity import ACCEPTED, DUPLICATE
+from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -28,6 +29,7 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
+    require_tables(spark, settings)
     path = tables.BRONZE_QUARANTINE.path(settings)
     table = DeltaTable.forPath(spark, path)
     version = table.history(1).select("version").first()[0]

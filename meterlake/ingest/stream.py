@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from meterlake.errors import WarehouseError
 from meterlake.ingest.bronze import Tally, process_batches
 from meterlake.ingest.landing import LandingBatch, ensure_landing, manifest_path
+from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -51,12 +51,7 @@ def run_landing_to_bronze(
 
     Continuous mode stops cleanly at a batch boundary on SIGTERM or SIGINT.
     """
-    from delta.tables import DeltaTable
-
-    from meterlake import tables
-
-    if not DeltaTable.isDeltaTable(spark, tables.BRONZE_EVENTS.path(settings)):
-        raise WarehouseError(f"{settings.warehouse}: no bronze.events; run `meterlake init` first")
+    require_tables(spark, settings)
     ensure_landing(settings)
     total = Tally()
     busy = threading.Lock()
