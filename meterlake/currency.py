@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+import math
+from decimal import Decimal
+from fractions import Fraction
 
 # Exponents differing from 2, per ISO 4217 (list one, 2024 edition).
 _EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
@@ -29,7 +31,16 @@ def minor_units(currency: str) -> int:
     return MINOR_UNITS[currency]
 
 
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """Round half-up to the currency's minor unit: ``round_money(Decimal("6.4895"), "KWD")``
-    gives ``Decimal("6.490")``."""
-    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+def round_money(amount: Decimal | Fraction | int, currency: str) -> Decimal:
+    """Exact ``amount`` rounded half-up (away from zero) to ``currency``'s minor unit.
+
+    Takes a `Fraction` too, so prorations are rounded once, from their exact value.
+
+    >>> str(round_money(Decimal("6.4895"), "KWD")), str(round_money(Fraction(1053, 2), "JPY"))
+    ('6.490', '527')
+    """
+    digits = minor_units(currency)
+    scaled = Fraction(amount) * 10**digits
+    magnitude = math.floor(abs(scaled) + Fraction(1, 2))
+    units = magnitude if scaled >= 0 else -magnitude
+    return Decimal(units).scaleb(-digits).quantize(Decimal(1).scaleb(-digits))

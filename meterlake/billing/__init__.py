@@ -1,0 +1,1 @@
+"""Billing: periods in the customer's time zone, segments, pricing in exact arithmetic."""
