@@ -71,10 +71,13 @@ class EventSchema:
 
 @dataclass(frozen=True)
 class Violation:
-    """One check: when ``condition`` holds the line is rejected with ``reason`` and ``detail``."""
+    """One check: when ``condition`` holds the line is rejected with ``reason`` and ``detail``.
+
+    ``reason`` is a code, or a column when the check forwards another check's verdict.
+    """
 
     condition: Column
-    reason: str
+    reason: str | Column
     detail: Column
 
 
@@ -129,28 +132,37 @@ def text_column(at: tuple[str, ...]) -> str:
     return "_s_" + "__".join(at)
 
 
-def field_columns(schemas: dict[str, EventSchema], variant: str = "v") -> dict[str, Column]:
+def field_columns(
+    schemas: dict[str, EventSchema],
+    variant: str = "v",
+    core: tuple[tuple[str, ...], ...] = (),
+) -> dict[str, Column]:
     """Per-field type and string value, computed once per row for every version's checks.
 
     The checks read these columns instead of repeating ``schema_of_variant`` (which costs a
-    type walk per call) for each keyword.
+    type walk per call) for each keyword. ``core`` adds fields the reader itself needs
+    whether or not a version declares them.
     """
     from pyspark.sql import functions as F
 
     columns: dict[str, Column] = {}
 
+    def add(path: tuple[str, ...]) -> None:
+        value = f'variant_get({variant}, "{json_path(path)}")'
+        kind = F.expr(f"schema_of_variant({value})")
+        columns[kind_column(path)] = kind
+        columns[text_column(path)] = F.when(
+            kind == "STRING",
+            F.expr(f"try_variant_get({variant}, \"{json_path(path)}\", 'string')"),
+        )
+
     def visit(node: dict[str, Any], at: tuple[str, ...]) -> None:
         for name, sub in node.get("properties", {}).items():
-            path = (*at, name)
-            value = f'variant_get({variant}, "{json_path(path)}")'
-            kind = F.expr(f"schema_of_variant({value})")
-            columns[kind_column(path)] = kind
-            columns[text_column(path)] = F.when(
-                kind == "STRING",
-                F.expr(f"try_variant_get({variant}, \"{json_path(path)}\", 'string')"),
-            )
-            visit(sub, path)
+            add((*at, name))
+            visit(sub, (*at, name))
 
+    for path in core:
+        add(path)
     for schema in schemas.values():
         visit(schema.document, ())
     return columns

@@ -17,6 +17,8 @@ from meterlake.ingest.event_schema import (
     Violation,
     field_columns,
     json_path,
+    kind_column,
+    text_column,
     violations,
 )
 
@@ -38,6 +40,8 @@ BRONZE_FIELDS = (
 )
 _SERVER_FIELDS = {"quantity", "timestamp", "properties", "schema_version", "sdk", *BRONZE_FIELDS}
 DEFAULT_SCHEMA_VERSION = "1"
+QUANTITY = ("quantity",)
+PROPERTIES = ("properties",)
 
 _OFFSET = r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)"
 _LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,9})?)?"
@@ -55,7 +59,8 @@ def _first(checks: list[Violation]) -> Column:
 
     result = F.when(F.lit(False), F.lit(None))
     for check in checks:
-        outcome = F.struct(F.lit(check.reason).alias("reason"), check.detail.alias("detail"))
+        reason = F.lit(check.reason) if isinstance(check.reason, str) else check.reason
+        outcome = F.struct(reason.alias("reason"), check.detail.alias("detail"))
         result = result.when(check.condition, outcome)
     return result
 
@@ -99,10 +104,13 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
     from pyspark.sql import functions as F
 
     skew = settings.max_clock_skew_seconds
+    per_field = field_columns(schemas, core=(QUANTITY, PROPERTIES))
+    q_kind = F.col(kind_column(QUANTITY))
     parsed = (
         lines.withColumn("raw", F.col("value").cast("binary"))
         # A CRLF line's trailing \r is JSON whitespace, so the raw line parses as it is.
         .withColumn("v", F.expr("try_parse_json(value)"))
+        .select("*", *(column.alias(name) for name, column in per_field.items()))
         .withColumn(
             "schema_version",
             F.coalesce(
@@ -120,23 +128,19 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
                 " '([+-][0-9]{2})([0-9]{2})$', '$1:$2'), '([+-][0-9]{2})$', '$1:00') AS TIMESTAMP)"
             ),
         )
-        .withColumn("q_kind", F.expr("schema_of_variant(variant_get(v, '$.quantity'))"))
         .withColumn(
             "q_text",
-            F.expr(
-                "CASE WHEN q_kind = 'STRING' THEN trim(try_variant_get(v, '$.quantity', 'string'))"
-                " ELSE to_json(variant_get(v, '$.quantity')) END"
+            F.when(q_kind == "STRING", F.trim(F.col(text_column(QUANTITY)))).otherwise(
+                F.expr("to_json(variant_get(v, '$.quantity'))")
             ),
         )
         .withColumn(
             "quantity",
-            F.when(F.col("q_kind").isNull(), F.lit(1).cast("decimal(38,9)")).otherwise(
+            F.when(q_kind.isNull(), F.lit(1).cast("decimal(38,9)")).otherwise(
                 F.expr("try_cast(q_text AS DECIMAL(38,9))")
             ),
         )
     )
-    per_field = field_columns(schemas)
-    parsed = parsed.select("*", *(column.alias(name) for name, column in per_field.items()))
     parsed = parsed.withColumn("schema_check", _schema_checks(schemas))
     max_bytes = settings.max_line_bytes
     checks = [
@@ -154,15 +158,19 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
             reasons.NOT_AN_OBJECT,
             F.lit("line is JSON but not an object"),
         ),
-        Violation(F.col("schema_check").isNotNull(), "<schema>", F.col("schema_check.detail")),
         Violation(
-            F.col("q_kind").isNotNull()
+            F.col("schema_check").isNotNull(),
+            F.col("schema_check.reason"),
+            F.col("schema_check.detail"),
+        ),
+        Violation(
+            q_kind.isNotNull()
             & (~F.col("q_text").rlike(DECIMAL_TEXT) | F.col("quantity").isNull()),
             reasons.INVALID_QUANTITY,
             F.concat(F.lit("quantity: "), F.col("q_text"), F.lit(" is not a decimal number")),
         ),
         Violation(
-            F.col("q_kind").isNotNull()
+            q_kind.isNotNull()
             # Spark compares decimals at the smaller scale, so compare both at scale 18.
             & F.expr("try_cast(q_text AS DECIMAL(38,18)) != try_cast(quantity AS DECIMAL(38,18))"),
             reasons.INVALID_QUANTITY,
@@ -195,12 +203,7 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
     sdk = "variant_get(v, '$.sdk')"
     out = (
         parsed.withColumn("verdict", _first(checks))
-        .withColumn(
-            "reason",
-            F.when(verdict.reason == "<schema>", F.col("schema_check.reason")).otherwise(
-                verdict.reason
-            ),
-        )
+        .withColumn("reason", verdict.reason)
         .withColumn("detail", verdict.detail)
         .withColumn("clock_skew", F.coalesce(skewed, F.lit(False)))
         .withColumn(
@@ -210,7 +213,7 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
         .withColumn(
             "properties",
             F.expr(
-                "CASE WHEN schema_of_variant(variant_get(v, '$.properties')) LIKE 'OBJECT%'"
+                f"CASE WHEN `{kind_column(PROPERTIES)}` LIKE 'OBJECT%'"
                 " THEN to_json(variant_get(v, '$.properties')) END"
             ),
         )
@@ -221,5 +224,5 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
     )
     for name in BRONZE_FIELDS:
         out = out.withColumn(name, F.expr(f"try_variant_get(v, '$.{name}', 'string')"))
-    helpers = ["v", "ts_text", "q_kind", "q_text", "schema_check", "verdict", *per_field]
+    helpers = ["v", "ts_text", "q_text", "schema_check", "verdict", *per_field]
     return out.drop(*helpers)
