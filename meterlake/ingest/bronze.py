@@ -41,6 +41,16 @@ class Tally:
     duplicates: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
 
+    def record(self, outcome: str, reason: str, count: int) -> None:
+        """Count ``count`` lines of one outcome (accepted | duplicate | rejected + reason)."""
+        self.events_read += count
+        if outcome == ACCEPTED:
+            self.bronze_rows += count
+        elif outcome == DUPLICATE:
+            self.duplicates += count
+        else:
+            self.quarantined[reason] += count
+
     def add(self, other: Tally) -> None:
         self.batches += other.batches
         self.events_read += other.events_read
@@ -213,14 +223,7 @@ def process_batches(
 def _account(batches: list[LandingBatch], counts: list, epoch: int, now_ts) -> tuple[Tally, list]:
     per_batch: dict[str, Tally] = {b.batch_id: Tally(batches=1) for b in batches}
     for row in counts:
-        tally = per_batch[row.batch_id]
-        tally.events_read += row["count"]
-        if row.outcome == ACCEPTED:
-            tally.bronze_rows += row["count"]
-        elif row.outcome == DUPLICATE:
-            tally.duplicates += row["count"]
-        else:
-            tally.quarantined[row.reason] += row["count"]
+        per_batch[row.batch_id].record(row.outcome, row.reason, row["count"])
     total = Tally()
     rows = []
     for batch in batches:

@@ -14,7 +14,7 @@ from meterlake import tables
 from meterlake.delta_io import append
 from meterlake.ingest import reasons
 from meterlake.ingest.bronze import Tally, admit, bronze_rows, known_customers, prior_events
-from meterlake.ingest.identity import ACCEPTED, DUPLICATE
+from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED
 from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
@@ -32,6 +32,8 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
     require_tables(spark, settings)
     path = tables.BRONZE_QUARANTINE.path(settings)
     table = DeltaTable.forPath(spark, path)
+    # Read one pinned version: the counts below are computed after the MERGE marks these
+    # rows replayed, and must still see them as candidates.
     version = table.history(1).select("version").first()[0]
     snapshot = spark.read.format("delta").option("versionAsOf", version).load(path)
     candidates = snapshot.where(
@@ -79,11 +81,6 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
         admitted.unpersist()
     tally = Tally()
     for row in counts:
-        tally.events_read += row["count"]
-        if row.outcome == "admitted":
-            tally.bronze_rows += row["count"]
-        elif row.outcome == "duplicate":
-            tally.duplicates += row["count"]
-        else:
-            tally.quarantined[row.outcome] += row["count"]
+        outcome = {"admitted": ACCEPTED, "duplicate": DUPLICATE}.get(row.outcome, REJECTED)
+        tally.record(outcome, row.outcome, row["count"])
     return tally
