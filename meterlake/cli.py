@@ -96,11 +96,18 @@ def _print_tally(tally, started: float) -> None:
 
 
 def cmd_pipeline_run(args: argparse.Namespace, settings: Settings) -> int:
-    from meterlake.ingest.stream import run_landing_to_bronze
+    from meterlake.pipeline import run_pipeline
 
     started = time.monotonic()
-    tally = run_landing_to_bronze(_spark(settings), settings)
-    _print_tally(tally, started)
+    result = run_pipeline(_spark(settings), settings)
+    _print_tally(result.tally, started)
+    if result.rollups is not None:
+        rollups = result.rollups
+        how = "rebuilt" if rollups.rebuilt else "up to date"
+        print(
+            f"rollups: silver and gold {how} at bronze version {rollups.bronze_version}"
+            f" ({rollups.batches} incremental batch(es), {rollups.days} customer-day(s))"
+        )
     return 0
 
 
@@ -123,6 +130,60 @@ def cmd_quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
         f" {tally.bronze_rows} admitted, {tally.duplicates} duplicates,"
         f" {tally.quarantined_total} rejected again"
     )
+    return 0
+
+
+def _instant(text: str, flag: str):
+    from meterlake.clock import parse_instant
+
+    return parse_instant(text, flag)
+
+
+def cmd_invoices_run(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.billing.report import run_report
+    from meterlake.billing.run import run_invoices
+
+    run = run_invoices(
+        _spark(settings),
+        settings,
+        _instant(args.as_of, "--as-of"),
+        customer=args.customer,
+        tenant=args.tenant,
+        dry_run=args.dry_run,
+    )
+    print("\n".join(run_report(run, lines=args.lines or args.dry_run)))
+    return 0
+
+
+def cmd_invoices_export(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.billing.export import write_export
+
+    count = write_export(_spark(settings), settings, args.out)
+    print(f"exported {count} invoice(s) to {args.out}")
+    return 0
+
+
+def cmd_usage_show(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.billing.estimate import estimate_report
+
+    as_of = _instant(args.as_of, "--as-of") if args.as_of else settings.now()
+    lines = estimate_report(
+        _spark(settings),
+        settings,
+        args.customer,
+        as_of,
+        tenant=args.tenant,
+        window=args.window,
+        meter=args.meter,
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.billing.lineage import lineage_report
+
+    print("\n".join(lineage_report(_spark(settings), settings, args.invoice_line)))
     return 0
 
 
@@ -179,6 +240,37 @@ def build_parser() -> argparse.ArgumentParser:
         "re-admit unknown_customer rows whose customer now exists",
         quarantine_commands,
     )
+    invoices = commands.add_parser("invoices", help="compute and export invoices")
+    invoice_commands = invoices.add_subparsers(dest="invoices_command", required=True)
+    run = add(
+        "run", cmd_invoices_run, "invoice every ended period as of an instant", invoice_commands
+    )
+    run.add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
+    run.add_argument("--customer", help="only this customer")
+    run.add_argument("--tenant", help="only customers of this tenant")
+    run.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    run.add_argument("--lines", action="store_true", help="print each invoice's lines")
+    export = add(
+        "export", cmd_invoices_export, "write every invoice's current state", invoice_commands
+    )
+    export.add_argument("--format", choices=["json"], default="json")
+    export.add_argument("--out", required=True, help="file to write")
+    usage = commands.add_parser("usage", help="current-period usage")
+    usage_commands = usage.add_subparsers(dest="usage_command", required=True)
+    show = add(
+        "show", cmd_usage_show, "current-period usage and an estimated amount", usage_commands
+    )
+    show.add_argument("--customer", required=True)
+    show.add_argument("--tenant", help="the customer's tenant (needed when ids repeat)")
+    show.add_argument("--as-of", help="ISO 8601 instant (default: now)")
+    show.add_argument(
+        "--window",
+        help="also list usage in windows: tumbling:1h, sliding:1h/15m, session:30m or period",
+    )
+    show.add_argument("--meter", help="only this meter in --window output")
+    add(
+        "lineage", cmd_lineage, "trace an invoice line to aggregates, events and landing files"
+    ).add_argument("--invoice-line", required=True, metavar="ID")
     add("demo", cmd_demo, "generate data and run everything end to end")
     return parser
 

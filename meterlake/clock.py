@@ -37,3 +37,9 @@ def format_instant(value: datetime) -> str:
 def now(pinned: datetime | None = None) -> datetime:
     """The current UTC instant, or the pinned one when ``--now`` / ``METERLAKE_NOW`` is set."""
     return pinned if pinned is not None else datetime.now(UTC)
+
+
+def from_table(value: datetime | None) -> datetime | None:
+    """A TIMESTAMP read back from a table: the Spark factory pins the process zone to UTC,
+    so the naive datetime PySpark returns is the UTC instant; make it aware again."""
+    return None if value is None else value.replace(tzinfo=UTC)

@@ -44,3 +44,13 @@ def round_money(amount: Decimal | Fraction | int, currency: str) -> Decimal:
     magnitude = math.floor(abs(scaled) + Fraction(1, 2))
     units = magnitude if scaled >= 0 else -magnitude
     return Decimal(units).scaleb(-digits).quantize(Decimal(1).scaleb(-digits))
+
+
+def format_money(amount: Decimal, currency: str) -> str:
+    """``amount`` (already a whole number of minor units) as text with exactly the currency's
+    minor digits, the way exports show money: USD "41.00", JPY "527", KWD "6.490"."""
+    exponent = Decimal(1).scaleb(-minor_units(currency))
+    shown = amount.quantize(exponent)
+    if shown != amount:
+        raise ValueError(f"{amount} {currency} is not a whole number of minor units")
+    return str(shown)

@@ -1,5 +1,5 @@
-"""The few adapters that write Delta: plain appends, versioned idempotent appends, and
-insert-if-absent appends keyed on lineage.
+"""The few adapters that write Delta: plain appends, versioned idempotent appends,
+insert-if-absent appends keyed on lineage, overwrites and conditional upserts.
 
 Two ways to make a retried write exactly-once, each used where it is cheaper:
 
@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from meterlake.tables import TableSpec
 
 
+def _conform(df: DataFrame, spec: TableSpec) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spec.schema])
+
+
 def append(
     df: DataFrame, settings: Settings, spec: TableSpec, *, txn: tuple[str, int] | None = None
 ) -> None:
@@ -31,10 +37,7 @@ def append(
     ``df`` is conformed to the table's declared schema (column order and types) first, so a
     transform cannot widen a table by accident.
     """
-    from pyspark.sql import functions as F
-
-    conformed = df.select([F.col(f.name).cast(f.dataType).alias(f.name) for f in spec.schema])
-    writer = conformed.write.format("delta").mode("append")
+    writer = _conform(df, spec).write.format("delta").mode("append")
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
     writer.save(spec.path(settings))
@@ -54,3 +57,33 @@ def append_missing(
         df.sparkSession.read.format("delta").load(spec.path(settings)).where(scope).select(*keys)
     )
     append(df.join(F.broadcast(existing.distinct()), keys, "left_anti"), settings, spec)
+
+
+def overwrite(df: DataFrame, settings: Settings, spec: TableSpec) -> None:
+    """Replace the contents of ``spec`` with ``df`` in one commit (history is kept)."""
+    _conform(df, spec).write.format("delta").mode("overwrite").save(spec.path(settings))
+
+
+def upsert(
+    df: DataFrame,
+    settings: Settings,
+    spec: TableSpec,
+    keys: tuple[str, ...],
+    *,
+    changed: str,
+    scope: str = "",
+) -> None:
+    """MERGE ``df`` into ``spec`` on ``keys`` (null-safe): insert new rows, and update a
+    matched row only where the SQL condition ``changed`` (over ``t.`` and ``s.``) holds, so
+    rewriting identical rows writes nothing. ``scope`` (over ``t.``) prunes the target."""
+    from delta.tables import DeltaTable
+
+    condition = " AND ".join([f"t.{key} <=> s.{key}" for key in keys] + ([scope] if scope else []))
+    (
+        DeltaTable.forPath(df.sparkSession, spec.path(settings))
+        .alias("t")
+        .merge(_conform(df, spec).alias("s"), condition)
+        .whenMatchedUpdateAll(condition=changed)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )

@@ -31,3 +31,7 @@ class CatalogError(MeterlakeError):
 
 class WarehouseError(MeterlakeError):
     """The warehouse is missing a table or holds something meterlake did not write."""
+
+
+class StaleDataError(MeterlakeError):
+    """A step would read tables that are behind their inputs (run ``pipeline run`` first)."""

@@ -14,6 +14,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -69,6 +70,10 @@ def build_session(
     """
     from pyspark.sql import SparkSession
 
+    # PySpark turns TIMESTAMP values into naive datetimes in the *Python* process's zone;
+    # pinning it to UTC makes every collected instant the UTC instant stored.
+    os.environ["TZ"] = "UTC"
+    time.tzset()
     packages = required_packages(settings, kafka=kafka, s3=s3)
     java_opts = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG} -XX:-DontCompileHugeMethods"
     builder = (

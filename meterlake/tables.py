@@ -16,6 +16,7 @@ from pyspark.sql.types import (
     DataType,
     DateType,
     DecimalType,
+    DoubleType,
     IntegerType,
     LongType,
     MapType,
@@ -172,6 +173,7 @@ REF_CATALOG_VERSIONS = TableSpec(
         ("meters", IntegerType(), False),
         ("plans", IntegerType(), False),
         ("customers", IntegerType(), False),
+        ("source_text", StringType(), False),
     ),
     properties=dict(APPEND_ONLY),
 )
@@ -273,6 +275,176 @@ REF_CREDITS = TableSpec(
     properties=dict(APPEND_ONLY),
 )
 
+REF_TENANTS = TableSpec(
+    layer="ref",
+    name="tenants",
+    description="Per-tenant settings from the catalog; tenants not listed use the defaults.",
+    schema=_schema(
+        ("version", LongType(), False),
+        ("tenant_id", StringType(), False),
+        ("grace_seconds", LongType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
+
+def _usage_rollup(name: str, grain: str) -> TableSpec:
+    """One silver rollup grain; all three share the schema and differ in window length."""
+    return TableSpec(
+        layer="silver",
+        name=name,
+        description=(
+            f"Usage per {grain} (UTC windows) per tenant, customer, meter, region and resource."
+        ),
+        schema=_schema(
+            ("tenant_id", StringType(), False),
+            ("customer_id", StringType(), False),
+            ("meter_key", StringType(), False),
+            ("region", StringType(), True),
+            ("resource_id", StringType(), True),
+            ("window_start", TimestampType(), False),
+            ("window_end", TimestampType(), False),
+            ("window_date", DateType(), False),
+            ("events", LongType(), False),
+            ("sum_value", QUANTITY, True),
+            ("min_value", QUANTITY, True),
+            ("max_value", QUANTITY, True),
+            ("unique_count", LongType(), False),
+            ("unique_sketch", BinaryType(), True),
+            ("latest_value", QUANTITY, True),
+            ("latest_time", TimestampType(), False),
+            ("latest_event_id", StringType(), False),
+            ("p50", DoubleType(), True),
+            ("p95", DoubleType(), True),
+            ("p99", DoubleType(), True),
+        ),
+        partition_by=("window_date",),
+        constraints={
+            "window_ordered": "window_start < window_end",
+            "events_positive": "events > 0",
+        },
+    )
+
+
+SILVER_USAGE_MINUTE = _usage_rollup("usage_minute", "minute")
+SILVER_USAGE_HOUR = _usage_rollup("usage_hour", "hour")
+SILVER_USAGE_DAY = _usage_rollup("usage_day", "day")
+
+GOLD_PERIOD_USAGE = TableSpec(
+    layer="gold",
+    name="period_usage",
+    description=(
+        "Usage per subscription segment of a billing period and meter, split by carrier: the"
+        " invoice that bills it (the period itself when received before its close, else the"
+        " first later invoice whose close is after arrival; null when no such period exists)."
+    ),
+    schema=_schema(
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("timezone", StringType(), False),
+        ("period_start", TimestampType(), False),
+        ("period_end", TimestampType(), False),
+        ("period_start_local", StringType(), False),
+        ("close_at", TimestampType(), False),
+        ("segment_start", TimestampType(), False),
+        ("segment_end", TimestampType(), False),
+        ("plan_id", StringType(), False),
+        ("meter_key", StringType(), False),
+        ("aggregation", StringType(), False),
+        ("carrier_period_start", TimestampType(), True),
+        ("on_time", BooleanType(), False),
+        ("events", LongType(), False),
+        ("sum_value", QUANTITY, True),
+        ("min_value", QUANTITY, True),
+        ("max_value", QUANTITY, True),
+        ("latest_value", QUANTITY, True),
+        ("latest_time", TimestampType(), False),
+        ("latest_event_id", StringType(), False),
+        ("new_unique", LongType(), False),
+        ("first_received", TimestampType(), False),
+        ("last_received", TimestampType(), False),
+        ("catalog_version", LongType(), False),
+    ),
+    constraints={
+        "segment_inside_period": (
+            "period_start <= segment_start AND segment_end <= period_end"
+            " AND segment_start < segment_end"
+        ),
+        "on_time_carrier": "on_time = (carrier_period_start <=> period_start)",
+        "events_positive": "events > 0",
+    },
+)
+
+BILLING_INVOICES = TableSpec(
+    layer="billing",
+    name="invoices",
+    description=(
+        "One row per (customer, ended period): its current state. Drafts are replaced by later"
+        " runs; a final invoice is never rewritten. Lines: billing.invoice_lines at `revision`."
+    ),
+    schema=_schema(
+        ("invoice_id", StringType(), False),
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("currency", StringType(), False),
+        ("period_start", TimestampType(), False),
+        ("period_end", TimestampType(), False),
+        ("close_at", TimestampType(), False),
+        ("status", StringType(), False),
+        ("subtotal", MONEY, False),
+        ("credits", MONEY, False),
+        ("total", MONEY, False),
+        ("revision", StringType(), False),
+        ("as_of", TimestampType(), False),
+        ("catalog_version", LongType(), False),
+        ("bronze_version", LongType(), False),
+        ("written_at", TimestampType(), False),
+    ),
+    constraints={
+        "status_known": "status IN ('draft', 'final')",
+        "total_is_subtotal_less_credits": "total = subtotal - credits",
+        "credits_not_negative": "credits >= 0",
+        "period_ordered": "period_start < period_end AND period_end <= close_at",
+    },
+)
+
+BILLING_INVOICE_LINES = TableSpec(
+    layer="billing",
+    name="invoice_lines",
+    description=(
+        "Invoice lines per invoice revision (drafts keep their history), with lineage: the"
+        " events they price (type, billing and receipt window, bronze version) and the rollup"
+        " windows covering them."
+    ),
+    schema=_schema(
+        ("invoice_id", StringType(), False),
+        ("revision", StringType(), False),
+        ("line_id", StringType(), False),
+        ("line_no", IntegerType(), False),
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("kind", StringType(), False),
+        ("plan_id", StringType(), True),
+        ("meter_key", StringType(), True),
+        ("quantity", QUANTITY, False),
+        ("amount", MONEY, False),
+        ("period_start", TimestampType(), False),
+        ("period_end", TimestampType(), False),
+        ("event_type", StringType(), True),
+        ("received_from", TimestampType(), True),
+        ("received_before", TimestampType(), True),
+        ("bronze_version", LongType(), False),
+        ("rollup_table", StringType(), True),
+        ("window_from", TimestampType(), True),
+        ("window_until", TimestampType(), True),
+    ),
+    properties=dict(APPEND_ONLY),
+    constraints={
+        "kind_known": "kind IN ('flat', 'usage', 'commitment', 'adjustment', 'credit')",
+        "credit_lines_negative": "kind <> 'credit' OR amount < 0",
+    },
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -284,6 +456,13 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     REF_CUSTOMERS,
     REF_SUBSCRIPTIONS,
     REF_CREDITS,
+    REF_TENANTS,
+    SILVER_USAGE_MINUTE,
+    SILVER_USAGE_HOUR,
+    SILVER_USAGE_DAY,
+    GOLD_PERIOD_USAGE,
+    BILLING_INVOICES,
+    BILLING_INVOICE_LINES,
 )
 
 

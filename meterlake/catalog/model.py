@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
+
+DEFAULT_GRACE = timedelta(hours=48)
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,27 @@ class Customer:
 
 
 @dataclass(frozen=True)
+class Tenant:
+    id: str
+    grace: timedelta = DEFAULT_GRACE
+
+
+@dataclass(frozen=True)
 class Catalog:
     meters: tuple[Meter, ...]
     plans: tuple[Plan, ...]
     customers: tuple[Customer, ...]
     sha256: str
     source_file: str
+    tenants: tuple[Tenant, ...] = ()
+    text: str = ""  # the YAML it was parsed from, stored with each catalog version
 
     def plan(self, plan_id: str) -> Plan:
         return next(p for p in self.plans if p.id == plan_id)
+
+    def meter(self, key: str) -> Meter:
+        return next(m for m in self.meters if m.key == key)
+
+    def grace(self, tenant: str) -> timedelta:
+        """How long after a period ends its tenant's late events still count as on time."""
+        return next((t.grace for t in self.tenants if t.id == tenant), DEFAULT_GRACE)

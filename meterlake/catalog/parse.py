@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
@@ -27,6 +28,7 @@ from meterlake.catalog.model import (
     Meter,
     Plan,
     Subscription,
+    Tenant,
     Tier,
 )
 from meterlake.clock import parse_instant
@@ -68,14 +70,20 @@ def load_catalog_file(path: str | Path) -> Catalog:
         raise InputFileError(f"{file}: no such file")
     if file.is_dir():
         raise InputFileError(f"{file}: is a directory, expected a catalog YAML file")
-    raw = file.read_bytes()
+    return parse_catalog_text(file.read_bytes(), str(file))
+
+
+def parse_catalog_text(raw: bytes, source: str) -> Catalog:
+    """Parse and validate catalog YAML; the text is kept so a stored version can be read
+    back by this same parser."""
     try:
         document = yaml.load(raw, Loader=_StringTimestampLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise CatalogError("", f"{file}: not valid YAML{where}") from exc
-    return parse_catalog(document, sha256=hashlib.sha256(raw).hexdigest(), source=str(file))
+        raise CatalogError("", f"{source}: not valid YAML{where}") from exc
+    catalog = parse_catalog(document, sha256=hashlib.sha256(raw).hexdigest(), source=source)
+    return replace(catalog, text=raw.decode("utf-8", errors="replace"))
 
 
 def parse_catalog(document: Any, *, sha256: str = "", source: str = "") -> Catalog:
@@ -103,7 +111,12 @@ def parse_catalog(document: Any, *, sha256: str = "", source: str = "") -> Catal
     plans_by_id = {p.id: p for p in plans}
     customers = tuple(_customer(c, i, plans_by_id) for i, c in enumerate(document["customers"]))
     _unique(((c.tenant, c.id) for c in customers), "customers", "id")
-    return Catalog(meters, plans, customers, sha256=sha256, source_file=source)
+    tenants = tuple(
+        Tenant(t["id"], timedelta(hours=t.get("grace_hours", 48)))
+        for t in document.get("tenants", [])
+    )
+    _unique((t.id for t in tenants), "tenants", "id")
+    return Catalog(meters, plans, customers, sha256=sha256, source_file=source, tenants=tenants)
 
 
 def _schema_error(error) -> CatalogError:
@@ -255,6 +268,14 @@ def _customer(raw: dict[str, Any], index: int, plans: dict[str, Plan]) -> Custom
         raise CatalogError(
             f"{where}.subscriptions", f"plans mix currencies {sorted(currencies)}; use one"
         )
+    currency = currencies.pop()
+    for c_index, raw_credit in enumerate(raw.get("credits", [])):
+        if -Decimal(raw_credit["amount"]).as_tuple().exponent > MINOR_UNITS[currency]:
+            raise CatalogError(
+                f"{where}.credits[{c_index}].amount",
+                f"{raw_credit['amount']!r} has more decimals than {currency} allows"
+                f" ({MINOR_UNITS[currency]})",
+            )
     credits = tuple(
         Credit(
             Decimal(c["amount"]),

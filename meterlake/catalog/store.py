@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from meterlake import tables
 from meterlake.catalog.model import Catalog
 from meterlake.delta_io import append
+from meterlake.errors import WarehouseError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -56,6 +57,7 @@ def store_catalog(spark: SparkSession, settings: Settings, catalog: Catalog) -> 
             len(catalog.meters),
             len(catalog.plans),
             len(catalog.customers),
+            catalog.text,
         )
     ]
     frame = spark.createDataFrame(
@@ -105,6 +107,9 @@ def _rows(catalog: Catalog, version: int) -> dict[tables.TableSpec, list[tuple]]
             for c in catalog.customers
             for seq, credit in enumerate(c.credits)
         ],
+        tables.REF_TENANTS: [
+            (version, t.id, int(t.grace.total_seconds())) for t in catalog.tenants
+        ],
     }
 
 
@@ -117,3 +122,29 @@ def current(spark: SparkSession, settings: Settings, spec: tables.TableSpec) -> 
     )
     rows = tables.read(spark, settings, spec)
     return rows.join(latest, rows.version == latest.current_version).drop("current_version")
+
+
+@dataclass(frozen=True)
+class StoredCatalog:
+    version: int
+    catalog: Catalog
+
+
+def read_catalog(
+    spark: SparkSession, settings: Settings, version: int | None = None
+) -> StoredCatalog:
+    """The current (or given) catalog version, parsed from the YAML stored with it by the
+    same parser that validated it at load (one small read, no second mapping to keep in
+    step)."""
+    from meterlake.catalog.parse import parse_catalog_text
+
+    versions = tables.read(spark, settings, tables.REF_CATALOG_VERSIONS)
+    if version is not None:
+        versions = versions.where(f"version = {int(version)}")
+    rows = versions.orderBy("version", ascending=False).limit(1).collect()
+    if not rows:
+        raise WarehouseError(
+            f"{settings.warehouse}: no catalog loaded; run `meterlake catalog load FILE`"
+        )
+    row = rows[0]
+    return StoredCatalog(row.version, parse_catalog_text(row.source_text.encode(), row.source_file))

@@ -1,0 +1,193 @@
+"""``usage show``: a customer's current-period usage and an estimated amount.
+
+The estimate prices the usage received so far in the period containing ``as_of`` as if
+the period ended now with no more usage, with the flat fees of the whole period; it is
+labelled an estimate because it is one until the period's invoice is final.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from meterlake.billing.invoices import price_period
+from meterlake.billing.lines import Line
+from meterlake.billing.periods import Segment, segments
+from meterlake.billing.run import select_customers, usage_rows
+from meterlake.billing.schedule import ScheduledPeriod, schedule
+from meterlake.billing.usage import UsageRow, format_quantity, quantity
+from meterlake.catalog.model import Customer
+from meterlake.clock import format_instant
+from meterlake.currency import format_money
+from meterlake.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from meterlake.catalog.store import StoredCatalog
+    from meterlake.config import Settings
+
+
+@dataclass(frozen=True)
+class Estimate:
+    customer: Customer
+    currency: str
+    period: ScheduledPeriod
+    as_of: datetime
+    usage: dict[tuple[Segment, str], Decimal]  # per segment (tiers restart) and meter
+    lines: list[Line]
+    bronze_version: int
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((line.amount for line in self.lines), Decimal(0))
+
+
+def segment_usage(
+    stored: StoredCatalog, customer: Customer, period: ScheduledPeriod, rows: list[UsageRow]
+) -> dict[tuple[Segment, str], Decimal]:
+    """Each meter's quantity per segment of ``period`` over ``rows`` (any carriers)."""
+    return {
+        (segment, meter.key): quantity(
+            meter.aggregation,
+            [r for r in rows if r.segment_start == segment.start and r.meter == meter.key],
+        )
+        for segment in segments(customer, period.period)
+        for meter in stored.catalog.meters
+    }
+
+
+def one_customer(stored: StoredCatalog, customer: str, tenant: str | None) -> Customer:
+    found = select_customers(stored, customer, tenant)
+    if len(found) > 1:
+        tenants = ", ".join(sorted(c.tenant for c in found))
+        raise ConfigError(f"--customer: {customer!r} exists in tenants {tenants}; add --tenant")
+    return found[0]
+
+
+def current_estimate(
+    spark: SparkSession,
+    settings: Settings,
+    customer_id: str,
+    as_of: datetime,
+    tenant: str | None = None,
+) -> Estimate:
+    from meterlake.catalog.store import read_catalog
+    from meterlake.rollups.refresh import bronze_version
+
+    stored = read_catalog(spark, settings)
+    customer = one_customer(stored, customer_id, tenant)
+    grace = stored.catalog.grace(customer.tenant)
+    period = next((p for p in schedule(customer, grace, as_of) if p.start <= as_of < p.end), None)
+    if period is None:
+        raise ConfigError(
+            f"--as-of: {customer_id!r} has no billing period containing {format_instant(as_of)}"
+        )
+    version = bronze_version(spark, settings)
+    rows = usage_rows(spark, settings, stored, [customer], as_of, version)
+    mine = [
+        r for r in rows.get((customer.tenant, customer.id), []) if r.period_start == period.start
+    ]
+    usage = segment_usage(stored, customer, period, mine)
+    lines = list(price_period(stored.catalog, customer, period, mine).values())
+    currency = stored.catalog.plan(customer.subscriptions[0].plan).currency
+    return Estimate(customer, currency, period, as_of, usage, lines, version)
+
+
+def estimate_report(
+    spark: SparkSession,
+    settings: Settings,
+    customer_id: str,
+    as_of: datetime,
+    *,
+    tenant: str | None = None,
+    window: str | None = None,
+    meter: str | None = None,
+) -> list[str]:
+    """The text ``usage show`` prints."""
+    from meterlake.rollups.windows import parse_window
+
+    spec = parse_window(window) if window and window != "period" else None
+    estimate = current_estimate(spark, settings, customer_id, as_of, tenant)
+    c, p = estimate.customer, estimate.period
+    local = p.start.astimezone(_zone(c)).isoformat()
+    out = [
+        f"customer {c.id} (tenant {c.tenant}, {c.timezone}, {c.billing_anchor} anchor)",
+        f"current period {format_instant(p.start)} → {format_instant(p.end)}"
+        f" (starts {local} local; closes {format_instant(p.close)})",
+        f"usage received up to {format_instant(as_of)} (bronze version {estimate.bronze_version}):",
+    ]
+    out += _usage_lines(estimate.usage)
+    out.append(f"ESTIMATE (not an invoice) for the period so far, {estimate.currency}:")
+    for line in estimate.lines:
+        label = f"{line.kind} {line.meter or line.plan}"
+        out.append(f"  {label:<32}{format_money(line.amount, estimate.currency):>14}")
+    out.append(f"  {'estimated total':<32}{format_money(estimate.amount, estimate.currency):>14}")
+    if window == "period":
+        out += _period_windows(spark, settings, c, as_of)
+    elif spec is not None:
+        out += _event_windows(spark, settings, c, p, spec, meter)
+    return out
+
+
+def _usage_lines(usage: dict[tuple[Segment, str], Decimal]) -> list[str]:
+    return [
+        f"  [{format_instant(segment.start)}, {format_instant(segment.end)}) {segment.plan:<10}"
+        f" {meter:<16}{format_quantity(amount):>16}"
+        for (segment, meter), amount in usage.items()
+    ]
+
+
+def _zone(customer: Customer):
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(customer.timezone)
+
+
+def _event_windows(spark, settings, customer, period, spec, meter) -> list[str]:
+    from pyspark.sql import functions as F
+
+    from meterlake import tables
+    from meterlake.catalog.store import read_catalog
+    from meterlake.rollups.meter_values import metered_events
+    from meterlake.rollups.windows import usage_windows
+
+    meters = read_catalog(spark, settings).catalog.meters
+    events = tables.read(spark, settings, tables.BRONZE_EVENTS).where(
+        (F.col("tenant_id") == customer.tenant)
+        & (F.col("customer_id") == customer.id)
+        & (F.col("billing_time") >= F.lit(period.start))
+        & (F.col("billing_time") < F.lit(period.end))
+    )
+    metered = metered_events(events, meters)
+    if meter:
+        metered = metered.where(F.col("meter_key") == meter)
+    out = [f"{spec.kind} windows ({spec.size}{' / ' + spec.slide if spec.slide else ''}):"]
+    for row in usage_windows(metered, spec).collect():
+        out.append(
+            f"  {row.meter_key:<14}{row.window_start:%Y-%m-%d %H:%M:%S} → "
+            f"{row.window_end:%Y-%m-%d %H:%M:%S}  events {row.events:>6}"
+            f"  sum {format_quantity(row.sum_value or Decimal(0)):>14}"
+            f"  max {format_quantity(row.max_value or Decimal(0)):>10}"
+        )
+    return out
+
+
+def _period_windows(spark, settings, customer, as_of) -> list[str]:
+    """Usage per billing period so far (all arrivals), from gold."""
+    from meterlake.catalog.store import read_catalog
+    from meterlake.rollups.refresh import bronze_version
+
+    stored = read_catalog(spark, settings)
+    rows = usage_rows(
+        spark, settings, stored, [customer], as_of, bronze_version(spark, settings)
+    ).get((customer.tenant, customer.id), [])
+    out = ["billing periods (usage by event time, all arrivals so far):"]
+    grace = stored.catalog.grace(customer.tenant)
+    for period in schedule(customer, grace, as_of):
+        mine = [r for r in rows if r.period_start == period.start]
+        out.append(f"  period {format_instant(period.start)} → {format_instant(period.end)}")
+        out += _usage_lines(segment_usage(stored, customer, period, mine))
+    return out

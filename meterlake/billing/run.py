@@ -1,0 +1,164 @@
+"""``invoices run``: check the inputs are complete, compute invoices, save what changed.
+
+An invoice run reads gold, which reflects every event in bronze. When bronze already
+holds events received after ``as_of`` (a run for a past instant), gold is recomputed for
+the selected customers from bronze restricted to ``received_at <= as_of``, so the run is
+the same pure function of catalog, events and ``as_of`` either way.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from meterlake import tables
+from meterlake.billing.invoices import Invoice, customer_invoices
+from meterlake.billing.store import SaveResult, save_invoices
+from meterlake.billing.usage import UsageRow, usage_row
+from meterlake.catalog.model import Customer
+from meterlake.clock import format_instant, from_table
+from meterlake.errors import ConfigError, StaleDataError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from meterlake.catalog.store import StoredCatalog
+    from meterlake.config import Settings
+
+
+@dataclass(frozen=True)
+class InvoiceRun:
+    as_of: datetime
+    invoices: list[Invoice]
+    saved: SaveResult | None
+    catalog_version: int
+    bronze_version: int
+
+
+def select_customers(
+    stored: StoredCatalog, customer: str | None, tenant: str | None
+) -> list[Customer]:
+    """The catalog's customers matching the filters; an unknown customer is an error."""
+    chosen = [
+        c
+        for c in stored.catalog.customers
+        if (customer is None or c.id == customer) and (tenant is None or c.tenant == tenant)
+    ]
+    if customer is not None and not chosen:
+        where = f" of tenant {tenant!r}" if tenant else ""
+        raise ConfigError(f"--customer: no customer {customer!r}{where} in the current catalog")
+    return chosen
+
+
+def require_current(spark: SparkSession, settings: Settings, as_of: datetime) -> int:
+    """The bronze version billing may read for ``as_of``, after checking that every
+    landing batch received by then is in bronze and that silver and gold follow it."""
+    from meterlake.catalog.store import current_version
+    from meterlake.ingest.landing import manifest_entries
+    from meterlake.rollups.refresh import bronze_version, load_state
+
+    if as_of > settings.now():
+        raise ConfigError(
+            f"--as-of {format_instant(as_of)} is after now ({format_instant(settings.now())});"
+            " events that could still arrive before it would be missed"
+        )
+    processed = {
+        row.batch_id
+        for row in tables.read(spark, settings, tables.BRONZE_BATCHES).select("batch_id").collect()
+    }
+    waiting = [
+        b for b in manifest_entries(settings) if b.received <= as_of and b.batch_id not in processed
+    ]
+    if waiting:
+        raise StaleDataError(
+            f"{len(waiting)} landing batch(es) received by {format_instant(as_of)} are not in"
+            " bronze yet; run `meterlake pipeline run` first"
+        )
+    state = load_state(settings)
+    version = bronze_version(spark, settings)
+    catalog = current_version(spark, settings)
+    if state is None or catalog is None or state.catalog_version != catalog[0]:
+        raise StaleDataError(
+            "rollups do not follow the current catalog; run `meterlake pipeline run`"
+        )
+    if state.bronze_version < version:
+        raise StaleDataError(
+            f"rollups reflect bronze version {state.bronze_version}, bronze is at {version};"
+            " run `meterlake pipeline run`"
+        )
+    return version
+
+
+def usage_rows(
+    spark: SparkSession,
+    settings: Settings,
+    stored: StoredCatalog,
+    customers: list[Customer],
+    as_of: datetime,
+    version: int,
+) -> dict[tuple[str, str], list[UsageRow]]:
+    """Gold rows of ``customers`` as they were at ``as_of`` (see the module docstring)."""
+    from pyspark.sql import functions as F
+
+    from meterlake.rollups.period_usage import period_usage
+    from meterlake.rollups.refresh import bronze_at, horizon
+
+    keys = spark.createDataFrame(
+        [(c.tenant, c.id) for c in customers], "k_tenant string, k_customer string"
+    )
+
+    def mine(frame: DataFrame) -> DataFrame:
+        return frame.join(
+            F.broadcast(keys),
+            (F.col("tenant_id") == F.col("k_tenant"))
+            & (F.col("customer_id") == F.col("k_customer")),
+            "left_semi",
+        )
+
+    bronze = bronze_at(spark, settings, version)
+    newest = bronze.agg(F.max("received_at")).first()[0]
+    if newest is not None and from_table(newest) > as_of:
+        events = mine(bronze.where(F.col("received_at") <= F.lit(as_of)))
+        gold = period_usage(events, stored, customers, horizon(settings))
+    else:
+        gold = mine(tables.read(spark, settings, tables.GOLD_PERIOD_USAGE))
+    found: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
+    for row in gold.collect():
+        found[row.tenant_id, row.customer_id].append(usage_row(row))
+    return found
+
+
+def run_invoices(
+    spark: SparkSession,
+    settings: Settings,
+    as_of: datetime,
+    *,
+    customer: str | None = None,
+    tenant: str | None = None,
+    dry_run: bool = False,
+) -> InvoiceRun:
+    """Compute every invoice of the selected customers as of ``as_of``; save unless dry."""
+    from meterlake.catalog.store import read_catalog
+
+    version = require_current(spark, settings, as_of)
+    stored = read_catalog(spark, settings)
+    customers = select_customers(stored, customer, tenant)
+    rows = usage_rows(spark, settings, stored, customers, as_of, version)
+    invoices = [
+        invoice
+        for c in customers
+        for invoice in customer_invoices(stored.catalog, c, rows.get((c.tenant, c.id), ()), as_of)
+    ]
+    saved = None
+    if not dry_run:
+        saved = save_invoices(
+            spark,
+            settings,
+            invoices,
+            as_of=as_of,
+            catalog_version=stored.version,
+            bronze_version=version,
+        )
+    return InvoiceRun(as_of, invoices, saved, stored.version, version)

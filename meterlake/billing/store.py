@@ -1,0 +1,168 @@
+"""Invoices in Delta: ``billing.invoices`` (current state) and ``billing.invoice_lines``
+(lines per revision, with lineage).
+
+Lines are written first, keyed by (invoice, revision, line number), then the invoice row
+is merged to point at its revision. A crash in between leaves unreferenced lines that
+the rerun finds already there; a reader never sees an invoice without its lines. A final
+invoice is never updated; a draft only when its content changed, so a rerun writes
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from meterlake import tables
+from meterlake.billing.invoices import Invoice
+from meterlake.delta_io import append_missing, upsert
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from meterlake.config import Settings
+
+ROLLUP_FOR_LINEAGE = tables.SILVER_USAGE_HOUR
+
+
+@dataclass
+class SaveResult:
+    created: list[Invoice] = field(default_factory=list)
+    updated: list[Invoice] = field(default_factory=list)
+    finalized: list[Invoice] = field(default_factory=list)
+    unchanged: list[Invoice] = field(default_factory=list)
+    final_differs: list[Invoice] = field(default_factory=list)
+
+    @property
+    def written(self) -> list[Invoice]:
+        return self.created + self.updated + self.finalized
+
+
+def _hour_floor(instant: datetime) -> datetime:
+    return instant.replace(minute=0, second=0, microsecond=0)
+
+
+def _hour_ceil(instant: datetime) -> datetime:
+    floor = _hour_floor(instant)
+    return floor if floor == instant else floor + timedelta(hours=1)
+
+
+def _line_rows(invoices: Sequence[Invoice], bronze_version: int) -> list[tuple]:
+    rows = []
+    for invoice in invoices:
+        revision = invoice.revision
+        for number, line in enumerate(invoice.lines, start=1):
+            traced = line.event_type is not None
+            rows.append(
+                (
+                    invoice.invoice_id,
+                    revision,
+                    invoice.line_id(number),
+                    number,
+                    invoice.tenant,
+                    invoice.customer,
+                    line.kind,
+                    line.plan,
+                    line.meter,
+                    line.quantity,
+                    line.amount,
+                    line.period_start,
+                    line.period_end,
+                    line.event_type,
+                    line.received_from,
+                    line.received_before,
+                    bronze_version,
+                    ROLLUP_FOR_LINEAGE.qualified_name if traced else None,
+                    _hour_floor(line.period_start) if traced else None,
+                    _hour_ceil(line.period_end) if traced else None,
+                )
+            )
+    return rows
+
+
+def _invoice_rows(
+    invoices: Sequence[Invoice], as_of: datetime, catalog_version: int, bronze_version: int, now
+) -> list[tuple]:
+    return [
+        (
+            i.invoice_id,
+            i.tenant,
+            i.customer,
+            i.currency,
+            i.period_start,
+            i.period_end,
+            i.close,
+            i.status,
+            i.subtotal,
+            i.credits,
+            i.total,
+            i.revision,
+            as_of,
+            catalog_version,
+            bronze_version,
+            now,
+        )
+        for i in invoices
+    ]
+
+
+def save_invoices(
+    spark: SparkSession,
+    settings: Settings,
+    invoices: Sequence[Invoice],
+    *,
+    as_of: datetime,
+    catalog_version: int,
+    bronze_version: int,
+) -> SaveResult:
+    """Write what changed; report what was created, updated, finalised or left alone."""
+    from pyspark.sql import functions as F
+
+    stored = {
+        row.invoice_id: (row.status, row.revision)
+        for row in tables.read(spark, settings, tables.BILLING_INVOICES)
+        .select("invoice_id", "status", "revision")
+        .collect()
+    }
+    result = SaveResult()
+    for invoice in invoices:
+        status, revision = stored.get(invoice.invoice_id, (None, None))
+        if status is None:
+            result.created.append(invoice)
+        elif revision == invoice.revision:
+            result.unchanged.append(invoice)
+        elif status == "final":
+            result.final_differs.append(invoice)
+        elif invoice.status == "final":
+            result.finalized.append(invoice)
+        else:
+            result.updated.append(invoice)
+    if not result.written:
+        return result
+    lines = spark.createDataFrame(
+        _line_rows(result.written, bronze_version),
+        tables.nullable_schema(tables.BILLING_INVOICE_LINES),
+    )
+    keys = ["invoice_id", "revision", "line_no"]
+    append_missing(lines, settings, tables.BILLING_INVOICE_LINES, keys, F.lit(True))
+    rows = spark.createDataFrame(
+        _invoice_rows(result.written, as_of, catalog_version, bronze_version, settings.now()),
+        tables.nullable_schema(tables.BILLING_INVOICES),
+    )
+    upsert(
+        rows,
+        settings,
+        tables.BILLING_INVOICES,
+        ("invoice_id",),
+        changed="t.status = 'draft' AND t.revision <> s.revision",
+    )
+    return result
+
+
+def current_lines(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The lines of each invoice's current revision."""
+    current = tables.read(spark, settings, tables.BILLING_INVOICES).select("invoice_id", "revision")
+    lines = tables.read(spark, settings, tables.BILLING_INVOICE_LINES)
+    return lines.join(current, ["invoice_id", "revision"], "left_semi")

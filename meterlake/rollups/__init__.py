@@ -1,0 +1,1 @@
+"""Rollups: bronze events per meter into silver time windows and gold billing periods."""

@@ -1,0 +1,235 @@
+"""Keep silver and gold in step with bronze (the rollup stage of ``pipeline run``).
+
+Incremental by default: a Structured Streaming query over bronze's Delta log hands each
+micro-batch of new events to a handler that recomputes only what they touch: the silver
+windows of the (tenant, customer, UTC day)s they fall on, and the billing periods of those
+customers that overlap those days. Each is recomputed from *all* of its bronze events and
+merged in, so late events correct old windows, a repeated epoch is harmless, and the
+result equals a rebuild from scratch. A rebuild happens when the catalog version changes
+(meters, plans and subscriptions define every row).
+
+``state.json`` beside the stream checkpoint records the catalog version the rollups
+follow and the bronze version they reflect; invoicing refuses to run on stale rollups.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meterlake import tables
+from meterlake.billing.schedule import schedule
+from meterlake.delta_io import overwrite, upsert
+from meterlake.rollups import period_usage as gold
+from meterlake.rollups import silver
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from meterlake.catalog.model import Customer
+    from meterlake.catalog.store import StoredCatalog
+    from meterlake.config import Settings
+
+CHECKPOINT = "_checkpoints/bronze_to_rollups"
+Progress = Callable[[str], None]
+GOLD_CHANGED = "NOT (s.events <=> t.events AND s.new_unique <=> t.new_unique)"
+
+
+@dataclass(frozen=True)
+class RollupState:
+    catalog_version: int
+    bronze_version: int
+
+
+@dataclass
+class RefreshResult:
+    rebuilt: bool = False
+    batches: int = 0
+    days: int = 0
+    bronze_version: int = -1
+
+
+def _state_file(settings: Settings) -> Path:
+    return Path(settings.warehouse) / CHECKPOINT / "state.json"
+
+
+def load_state(settings: Settings) -> RollupState | None:
+    path = _state_file(settings)
+    return RollupState(**json.loads(path.read_text())) if path.exists() else None
+
+
+def _save_state(settings: Settings, state: RollupState) -> None:
+    path = _state_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".tmp")
+    partial.write_text(json.dumps(asdict(state)))
+    partial.replace(path)
+
+
+def bronze_version(spark: SparkSession, settings: Settings) -> int:
+    from delta.tables import DeltaTable
+
+    path = tables.BRONZE_EVENTS.path(settings)
+    return DeltaTable.forPath(spark, path).history(1).first().version
+
+
+def bronze_at(spark: SparkSession, settings: Settings, version: int) -> DataFrame:
+    """Bronze as of ``version`` (time travel), so a refresh and its lineage agree."""
+    path = tables.BRONZE_EVENTS.path(settings)
+    return spark.read.format("delta").option("versionAsOf", version).load(path)
+
+
+def horizon(settings: Settings) -> datetime:
+    """Schedules reach past every event: billing time is at most the skew limit after
+    receipt, and receipt is at most now."""
+    return settings.now() + timedelta(days=1)
+
+
+def rebuild(spark: SparkSession, settings: Settings, stored: StoredCatalog, version: int) -> None:
+    """Every silver grain and gold from bronze at ``version``, replacing what was there."""
+    from meterlake.rollups.meter_values import metered_events
+
+    events = bronze_at(spark, settings, version)
+    metered = metered_events(events, stored.catalog.meters).persist()
+    try:
+        for grain in silver.GRAINS:
+            overwrite(silver.rollup(metered, grain), settings, grain.spec)
+    finally:
+        metered.unpersist()
+    rows = gold.period_usage(events, stored, stored.catalog.customers, horizon(settings))
+    overwrite(rows, settings, tables.GOLD_PERIOD_USAGE)
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time(0), tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+def refresh_touched(
+    spark: SparkSession,
+    settings: Settings,
+    stored: StoredCatalog,
+    touched: dict[tuple[str, str], set[date]],
+    version: int,
+) -> None:
+    """Recompute the silver windows on ``touched`` (tenant, customer) → UTC days and the
+    gold periods overlapping them, from bronze at ``version``, and merge them in."""
+    from pyspark.sql import functions as F
+
+    from meterlake.rollups.meter_values import metered_events
+
+    bronze = bronze_at(spark, settings, version)
+    keys = spark.createDataFrame(
+        [(*key, day) for key, days in touched.items() for day in days],
+        "k_tenant string, k_customer string, k_date date",
+    )
+    days = sorted({day for days in touched.values() for day in days})
+    on_days = bronze.where(F.col("billing_date").isin(days)).join(
+        F.broadcast(keys),
+        (F.col("tenant_id") == F.col("k_tenant"))
+        & (F.col("customer_id") == F.col("k_customer"))
+        & (F.col("billing_date") == F.col("k_date")),
+        "left_semi",
+    )
+    metered = metered_events(on_days, stored.catalog.meters).persist()
+    try:
+        shown = ", ".join(f"DATE'{day.isoformat()}'" for day in days)
+        for grain in silver.GRAINS:
+            upsert(
+                silver.rollup(metered, grain),
+                settings,
+                grain.spec,
+                silver.KEYS,
+                changed="s.events <> t.events",
+                scope=f"t.window_date IN ({shown})",
+            )
+    finally:
+        metered.unpersist()
+
+    def keep(customer: Customer, period) -> bool:
+        days = touched.get((customer.tenant, customer.id), ())
+        return any(
+            period.start < end and start < period.end for start, end in map(_day_bounds, days)
+        )
+
+    customers = [c for c in stored.catalog.customers if (c.tenant, c.id) in touched]
+    reach = horizon(settings)
+    periods = [
+        p
+        for c in customers
+        for p in schedule(c, stored.catalog.grace(c.tenant), reach)
+        if keep(c, p)
+    ]
+    if not periods:
+        return
+    first = min(p.start for p in periods).date()
+    last = max(p.end for p in periods).date()
+    scoped = bronze.where(F.col("billing_date").between(first, last)).join(
+        F.broadcast(keys.select("k_tenant", "k_customer").distinct()),
+        (F.col("tenant_id") == F.col("k_tenant")) & (F.col("customer_id") == F.col("k_customer")),
+        "left_semi",
+    )
+    rows = gold.period_usage(scoped, stored, customers, reach, keep)
+    upsert(rows, settings, tables.GOLD_PERIOD_USAGE, gold.KEYS, changed=GOLD_CHANGED)
+
+
+def refresh_rollups(
+    spark: SparkSession, settings: Settings, *, progress: Progress = print
+) -> RefreshResult:
+    """Bring silver and gold up to the current bronze; a no-op when nothing is new."""
+    from meterlake.catalog.store import read_catalog
+
+    result = RefreshResult()
+    stored = read_catalog(spark, settings)
+    state = load_state(settings)
+    if state is None or state.catalog_version != stored.version:
+        version = bronze_version(spark, settings)
+        progress(f"rollups: rebuilding silver and gold from bronze version {version}")
+        rebuild(spark, settings, stored, version)
+        shutil.rmtree(Path(settings.warehouse) / CHECKPOINT / "stream", ignore_errors=True)
+        state = RollupState(stored.version, version)
+        _save_state(settings, state)
+        result.rebuilt = True
+    result.bronze_version = state.bronze_version
+
+    def handle(batch: DataFrame, epoch_id: int) -> None:
+        touched: dict[tuple[str, str], set[date]] = defaultdict(set)
+        for row in batch.select("tenant_id", "customer_id", "billing_date").distinct().collect():
+            touched[row.tenant_id, row.customer_id].add(row.billing_date)
+        if not touched:
+            return
+        version = bronze_version(spark, settings)
+        refresh_touched(spark, settings, stored, touched, version)
+        _save_state(settings, RollupState(stored.version, version))
+        days = sum(len(d) for d in touched.values())
+        result.batches += 1
+        result.days += days
+        result.bronze_version = version
+        progress(
+            f"rollups epoch {epoch_id}: {days} customer-day(s) of {len(touched)} customer(s)"
+            f" refreshed (bronze version {version})"
+        )
+
+    latest = bronze_version(spark, settings)
+    if latest == state.bronze_version:
+        return result
+    query = (
+        spark.readStream.format("delta")
+        .option("startingVersion", state.bronze_version + 1)
+        .load(tables.BRONZE_EVENTS.path(settings))
+        .writeStream.foreachBatch(handle)
+        .option("checkpointLocation", f"{settings.warehouse}/{CHECKPOINT}/stream")
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    if result.bronze_version < latest:  # versions that added no rows (empty appends)
+        _save_state(settings, RollupState(stored.version, latest))
+        result.bronze_version = latest
+    return result
