@@ -122,3 +122,24 @@ def test_unquoted_yaml_timestamp_keeps_its_offset(tmp_path: Path) -> None:
     catalog = load_catalog_file(file)
     assert catalog.customers[1].subscriptions[0].start.isoformat() == "2026-02-10T09:00:00+00:00"
     assert len(catalog.sha256) == 64
+
+
+def test_negative_prices_and_over_precise_credits_are_refused() -> None:
+    document = demo()
+    document["plans"][0]["charges"][0]["amount"] = "-49.00"
+    assert _error(document).startswith("plans[0].charges[0].amount:")
+    document = demo()
+    document["customers"][0]["credits"][0]["amount"] = "20.005"
+    assert _error(document) == (
+        "customers[0].credits[0].amount: '20.005' has more decimals than USD allows (2)"
+    )
+
+
+def test_tenant_grace_defaults_to_48_hours() -> None:
+    document = demo()
+    document["tenants"] = [{"id": "eu", "grace_hours": 6}]
+    catalog = parse_catalog(document)
+    assert catalog.grace("eu").total_seconds() == 6 * 3600
+    assert catalog.grace("default").total_seconds() == 48 * 3600
+    document["tenants"][0]["grace_hours"] = -1
+    assert _error(document).startswith("tenants[0].grace_hours:")

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterlake.billing.periods import Anchor, periods, segments
+from meterlake.billing.schedule import bands, schedule
 from meterlake.catalog.model import Customer, Subscription
 
 ZONES = ["UTC", "America/New_York", "Europe/Berlin", "Australia/Lord_Howe", "Asia/Kolkata"]
@@ -99,3 +100,19 @@ def test_periods_tile_time_and_last_about_a_month(zone, anchor, start, months) -
     for period in found:
         (segment,) = segments(who, period)
         assert 0 < segment.seconds <= segment.full_seconds
+
+
+@given(
+    zone=st.sampled_from(["UTC", "Asia/Kolkata", "Pacific/Chatham", "America/New_York"]),
+    start=st.datetimes(min_value=datetime(2024, 1, 1), max_value=datetime(2028, 1, 1)),
+    grace_hours=st.integers(0, 24 * 20),
+)
+def test_carrier_bands_tile_arrivals_after_the_first_close(zone, start, grace_hours) -> None:
+    """Every arrival after a period's close falls in exactly one later band (+05:30 and
+    +12:45 zones included); the first band is open below."""
+    begin = start.replace(tzinfo=UTC)
+    who = customer("anniversary", zone, ("p", begin, None))
+    found = bands(schedule(who, timedelta(hours=grace_hours), begin + timedelta(days=200)))
+    assert found[0][1] is None
+    for (before, _, upper), (after, lower, _) in itertools.pairwise(found):
+        assert upper == lower == before.close < after.close

@@ -42,6 +42,29 @@ def test_graduated_and_volume_examples(quantity, graduated, volume) -> None:
     assert price_volume(quantity, TIERS) == volume
 
 
+STRIPE_TIERS = (
+    Tier(Decimal(5), Decimal("7")),
+    Tier(Decimal(10), Decimal("6.50")),
+    Tier(None, Decimal("6")),
+)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "volume", "graduated"),
+    [
+        (1, "7", "7"),
+        (5, "35", "35"),
+        (6, "39", "41.50"),
+        (20, "120", "127.50"),
+        (25, "150", "157.50"),
+    ],
+)
+def test_stripe_published_tier_example(quantity, volume, graduated) -> None:
+    """Stripe's docs: 1-5 at $7, 6-10 at $6.50, 11+ at $6."""
+    assert round_money(price_volume(quantity, STRIPE_TIERS), "USD") == Decimal(volume)
+    assert round_money(price_graduated(quantity, STRIPE_TIERS), "USD") == Decimal(graduated)
+
+
 def test_package_rounds_up_whole_packages() -> None:
     assert price_package(0, 100, Decimal(5)) == 0
     assert price_package(1, 100, Decimal(5)) == 5
@@ -103,3 +126,15 @@ def test_rounding_is_within_half_a_minor_unit(amount) -> None:
     rounded = round_money(amount, "USD")
     assert abs(rounded - amount) <= Decimal("0.005")
     assert rounded == rounded.quantize(Decimal("0.01"))
+
+
+@given(
+    st.lists(st.integers(1, 400_000), min_size=1, max_size=8),
+    st.sampled_from(["USD", "JPY", "KWD"]),
+)
+def test_prorated_splits_sum_to_the_fee_within_a_minor_unit_per_segment(parts, currency) -> None:
+    full = sum(parts)
+    fee = Decimal("49.99")
+    shares = [round_money(prorate(fee, part, full), currency) for part in parts]
+    unit = Decimal(1).scaleb(-{"USD": 2, "JPY": 0, "KWD": 3}[currency])
+    assert abs(sum(shares) - fee) <= unit * len(parts)
