@@ -116,7 +116,15 @@ def parse_catalog(document: Any, *, sha256: str = "", source: str = "") -> Catal
         for t in document.get("tenants", [])
     )
     _unique((t.id for t in tenants), "tenants", "id")
-    return Catalog(meters, plans, customers, sha256=sha256, source_file=source, tenants=tenants)
+    return Catalog(
+        meters,
+        plans,
+        customers,
+        sha256=sha256,
+        source_file=source,
+        tenants=tenants,
+        text=json.dumps(document, default=str),  # JSON is YAML: storable and re-parseable
+    )
 
 
 def _schema_error(error) -> CatalogError:

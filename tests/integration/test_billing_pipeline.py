@@ -1,0 +1,183 @@
+"""Landing → bronze → silver/gold → invoices in one warehouse: two tenants with the same
+customer id, late events, incremental rollups equal to a rebuild, and pure invoice runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from meterlake import tables
+from meterlake.billing.run import run_invoices
+from meterlake.catalog.parse import parse_catalog_text
+from meterlake.catalog.store import read_catalog, store_catalog
+from meterlake.config import Settings
+from meterlake.ingest.landing import land_file
+from meterlake.pipeline import run_pipeline
+from meterlake.rollups.refresh import bronze_version, rebuild
+from meterlake.warehouse import init_warehouse
+
+CATALOG = b"""
+tenants: [{id: t2, grace_hours: 24}]
+meters:
+  - {key: api_calls, event_type: api_call, aggregation: sum}
+  - {key: seats, event_type: seat, aggregation: unique_count, property: user_id}
+  - {key: storage, event_type: storage, aggregation: max, property: gb}
+plans:
+  - id: basic
+    currency: USD
+    charges:
+      - {type: flat, amount: "10.00"}
+      - {type: usage, meter: api_calls, model: per_unit, unit_price: "0.01"}
+      - {type: usage, meter: seats, model: per_unit, unit_price: "3.00"}
+      - {type: usage, meter: storage, model: per_unit, unit_price: "0.50"}
+customers:
+  - {id: c1, tenant: t1, timezone: UTC, billing_anchor: calendar,
+     subscriptions: [{plan: basic, start: "2026-01-01T00:00:00Z", end: null}]}
+  - {id: c1, tenant: t2, timezone: UTC, billing_anchor: calendar,
+     subscriptions: [{plan: basic, start: "2026-01-01T00:00:00Z", end: null}]}
+"""
+RECEIVED_A = datetime(2026, 2, 1, 6, tzinfo=UTC)
+RECEIVED_C = datetime(2026, 2, 5, tzinfo=UTC)
+
+
+def ev(n: int, kind: str, when: str, **fields) -> dict:
+    return {
+        "event_id": f"e{n}",
+        "customer_id": "c1",
+        "event_type": kind,
+        "timestamp": when,
+        **fields,
+    }
+
+
+JAN = "2026-01-20T10:00:00Z"
+BATCH_A = [
+    ev(1, "api_call", JAN, quantity=100),
+    ev(2, "api_call", JAN, quantity=50),
+    ev(3, "seat", JAN, user_id="u1"),
+    ev(4, "seat", JAN, user_id="u2"),
+    ev(5, "seat", JAN, user_id="u1"),
+    ev(6, "storage", JAN, properties={"gb": 7}),
+    ev(7, "storage", "2026-01-21T10:00:00Z", properties={"gb": "9"}),
+]
+BATCH_B = [ev(1, "api_call", JAN, quantity=1000)]  # tenant t2, same event and customer ids
+BATCH_C = [  # after January's close (Feb 3 00:00 for t1)
+    ev(8, "api_call", JAN, quantity=25),
+    ev(9, "seat", JAN, user_id="u3"),
+    ev(10, "seat", JAN, user_id="u1"),
+    ev(11, "api_call", "2026-02-04T10:00:00Z", quantity=10),
+]
+
+
+def land(settings: Settings, folder: Path, name: str, events: list, tenant: str, at: datetime):
+    path = folder / name
+    path.write_text("".join(json.dumps(e) + "\n" for e in events))
+    land_file(replace(settings, pinned_now=at), path, tenant)
+
+
+def snapshot(spark, settings: Settings) -> dict[str, list]:
+    specs = (tables.SILVER_USAGE_MINUTE, tables.SILVER_USAGE_HOUR, tables.SILVER_USAGE_DAY)
+    found = {}
+    for spec in (*specs, tables.GOLD_PERIOD_USAGE):
+        frame = tables.read(spark, settings, spec)
+        found[spec.name] = sorted(map(str, frame.collect()))
+    return found
+
+
+@pytest.fixture(scope="module")
+def billed(spark, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("billing")
+    settings = Settings.load(env={}).with_warehouse(str(folder / "warehouse"))
+    settings = replace(settings, shuffle_partitions=2, pinned_now=RECEIVED_A)
+    init_warehouse(spark, settings)
+    store_catalog(spark, settings, parse_catalog_text(CATALOG, "catalog.yaml"))
+    land(settings, folder, "a.jsonl", BATCH_A, "t1", RECEIVED_A)
+    land(settings, folder, "b.jsonl", BATCH_B, "t2", RECEIVED_A)
+    run_pipeline(spark, settings, progress=lambda _: None)
+    feb_2 = datetime(2026, 2, 2, tzinfo=UTC)
+    first = run_invoices(spark, replace(settings, pinned_now=feb_2), feb_2)
+    later = replace(settings, pinned_now=datetime(2026, 3, 1, tzinfo=UTC))
+    land(later, folder, "c.jsonl", BATCH_C, "t1", RECEIVED_C)
+    run_pipeline(spark, later, progress=lambda _: None)
+    return later, first
+
+
+def totals(run) -> dict[tuple[str, str], list[tuple[str, Decimal]]]:
+    found: dict = {}
+    for invoice in run.invoices:
+        found.setdefault((invoice.tenant, invoice.customer), []).append(
+            (invoice.status, invoice.total)
+        )
+    return found
+
+
+def test_tenants_with_equal_customer_ids_are_billed_apart(billed) -> None:
+    _, first = billed
+    assert totals(first) == {
+        ("t1", "c1"): [("draft", Decimal("22.00"))],  # 10 + 150×0.01 + 2 seats×3 + 9 GB×0.5
+        ("t2", "c1"): [("final", Decimal("20.00"))],  # 24 h grace: closed at as-of
+    }
+
+
+def test_late_events_are_adjustments_and_finals_do_not_move(spark, billed) -> None:
+    settings, _ = billed
+    run = run_invoices(spark, settings, datetime(2026, 3, 1, tzinfo=UTC), tenant="t1")
+    jan, feb = run.invoices
+    assert (jan.status, jan.total) == ("final", Decimal("22.00"))
+    assert [(li.kind, li.meter, li.quantity, li.amount) for li in feb.lines] == [
+        ("flat", None, 1, Decimal("10.00")),
+        ("usage", "api_calls", 10, Decimal("0.10")),
+        ("usage", "seats", 0, Decimal("0.00")),
+        ("usage", "storage", 0, Decimal("0.00")),
+        ("adjustment", "api_calls", 25, Decimal("0.25")),
+        ("adjustment", "seats", 1, Decimal("3.00")),  # u3 is new, u1 was billed already
+    ]
+    assert feb.status == "draft" and feb.total == Decimal("13.35")
+    assert run.saved is not None and [i.invoice_id for i in run.saved.finalized] == [jan.invoice_id]
+    again = run_invoices(spark, settings, datetime(2026, 3, 1, tzinfo=UTC), tenant="t1")
+    assert again.saved is not None and not again.saved.written
+    assert len(again.saved.unchanged) == 2
+
+
+def test_a_past_as_of_ignores_events_received_after_it(spark, billed) -> None:
+    settings, _ = billed
+    versions = tables.read(spark, settings, tables.BILLING_INVOICES).inputFiles()
+    past = run_invoices(
+        spark, settings, datetime(2026, 2, 3, tzinfo=UTC), tenant="t1", dry_run=True
+    )
+    (jan,) = past.invoices
+    assert (jan.status, jan.total) == ("final", Decimal("22.00"))
+    assert past.saved is None
+    assert tables.read(spark, settings, tables.BILLING_INVOICES).inputFiles() == versions
+
+
+def test_gold_keeps_late_usage_apart_with_first_arrivals(spark, billed) -> None:
+    settings, _ = billed
+    rows = (
+        tables.read(spark, settings, tables.GOLD_PERIOD_USAGE)
+        .where("tenant_id = 't1' AND period_start = '2026-01-01'")
+        .orderBy("meter_key", "carrier_period_start")
+        .collect()
+    )
+    assert [
+        (r.meter_key, r.carrier_period_start.month, r.on_time, r.events, r.new_unique) for r in rows
+    ] == [
+        ("api_calls", 1, True, 2, 0),
+        ("api_calls", 2, False, 1, 0),
+        ("seats", 1, True, 3, 2),
+        ("seats", 2, False, 2, 1),
+        ("storage", 1, True, 2, 0),
+    ]
+
+
+def test_incremental_rollups_equal_a_rebuild(spark, billed) -> None:
+    settings, _ = billed
+    incremental = snapshot(spark, settings)
+    assert len(incremental["usage_minute"]) > 0
+    rebuild(spark, settings, read_catalog(spark, settings), bronze_version(spark, settings))
+    assert snapshot(spark, settings) == incremental
