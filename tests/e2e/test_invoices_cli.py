@@ -1,0 +1,177 @@
+"""Catalog + events → pipeline → invoices (draft, then final after grace) → late events →
+adjustments on the next invoice → export, through the real CLI. Every amount below was
+computed by hand from the catalog; the comments show the arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.cli import cli_env, meterlake
+from tests.e2e.test_cli import one_line_error
+
+CATALOG = """\
+meters:
+  - {key: api_calls, event_type: api_call, aggregation: sum}
+plans:
+  - id: starter
+    currency: USD
+    charges:
+      - {type: flat, amount: "30.00"}
+      - {type: usage, meter: api_calls, model: graduated,
+         tiers: [{up_to: 100, unit_price: "0"}, {up_to: null, unit_price: "0.05"}]}
+  - id: growth
+    currency: USD
+    minimum_commitment: "120.00"
+    charges:
+      - {type: flat, amount: "90.00"}
+      - {type: usage, meter: api_calls, model: volume,
+         tiers: [{up_to: 1000, unit_price: "0.04"}, {up_to: null, unit_price: "0.03"}]}
+  - id: kw
+    currency: KWD
+    charges:
+      - {type: flat, amount: "12.345"}
+      - {type: usage, meter: api_calls, model: per_unit, unit_price: "0.0125"}
+customers:
+  - id: acme
+    timezone: UTC
+    billing_anchor: anniversary
+    subscriptions:   # upgraded ten days in
+      - {plan: starter, start: "2026-01-15T00:00:00Z", end: "2026-01-25T00:00:00Z"}
+      - {plan: growth, start: "2026-01-25T00:00:00Z", end: null}
+  - id: kuwait
+    timezone: Asia/Kuwait
+    billing_anchor: calendar
+    subscriptions: [{plan: kw, start: "2026-01-01T00:00:00+03:00", end: null}]
+"""
+
+
+def api(n: int, customer: str, when: str, quantity: int) -> str:
+    event = {"event_id": f"e{n}", "customer_id": customer, "event_type": "api_call"}
+    return json.dumps({**event, "timestamp": when, "quantity": quantity}) + "\n"
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("invoices")
+    env = cli_env(folder / "warehouse")
+
+    def run(*args: str, now: str | None = None):
+        result = meterlake(*(("--now", now) if now else ()), *args, env=env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    (folder / "catalog.yaml").write_text(CATALOG)
+    (folder / "first.jsonl").write_text(
+        api(1, "acme", "2026-01-20T00:00:00Z", 150)  # starter segment
+        + api(2, "acme", "2026-02-01T00:00:00Z", 500)  # growth segment
+        + api(3, "kuwait", "2026-01-20T00:00:00Z", 100)
+    )
+    (folder / "late.jsonl").write_text(
+        api(4, "acme", "2026-02-10T00:00:00Z", 600)  # first period, after its close
+        + api(5, "acme", "2026-02-20T00:00:00Z", 50)  # second period
+    )
+    run("init")
+    run("catalog", "load", str(folder / "catalog.yaml"))
+    run("events", "load", str(folder / "first.jsonl"), now="2026-02-15T06:00:00Z")
+    run("pipeline", "run", now="2026-02-15T06:00:00Z")
+    return folder, run, env
+
+
+def export(cli) -> dict[tuple[str, str], dict]:
+    folder, run, _ = cli
+    run("invoices", "export", "--format", "json", "--out", str(folder / "out.json"))
+    document = json.loads((folder / "out.json").read_text())
+    return {(i["customer_id"], i["period_start"]): i for i in document["invoices"]}
+
+
+def lines(invoice: dict) -> list[tuple]:
+    return [(li["kind"], li["plan"], li["quantity"], li["amount"]) for li in invoice["lines"]]
+
+
+ACME_1 = ("acme", "2026-01-15T00:00:00Z")
+ACME_2 = ("acme", "2026-02-15T00:00:00Z")
+KUWAIT_JAN = ("kuwait", "2025-12-31T21:00:00Z")
+KUWAIT_FEB = ("kuwait", "2026-01-31T21:00:00Z")
+
+
+def test_draft_before_close_then_final(cli) -> None:
+    _, run, _ = cli
+    run("invoices", "run", "--as-of", "2026-02-16T00:00:00Z", now="2026-02-16T00:00:00Z")
+    invoices = export(cli)
+    acme = invoices[ACME_1]
+    assert (acme["status"], acme["period_end"]) == ("draft", "2026-02-15T00:00:00Z")
+    assert lines(acme) == [
+        ("flat", "starter", "1", "9.68"),  # 30.00 × 10 d / 31 d = 9.677…
+        ("usage", "starter", "150", "2.50"),  # 100 free, 50 × 0.05
+        ("flat", "growth", "1", "60.97"),  # 90.00 × 21 / 31 = 60.967…
+        ("usage", "growth", "500", "20.00"),  # volume: 500 × 0.04
+        ("commitment", "growth", "1", "0.32"),  # 120 × 21 / 31 = 81.29 − 80.97
+    ]
+    assert (acme["subtotal"], acme["credits"], acme["total"]) == ("93.47", "0.00", "93.47")
+    # Closed 2026-02-02T21:00Z: final, in three decimals; its January event arrived on
+    # Feb 15, after the close, so February's invoice will carry it.
+    kuwait = invoices[KUWAIT_JAN]
+    assert (kuwait["status"], kuwait["currency"], kuwait["total"]) == ("final", "KWD", "12.345")
+    assert [li["amount"] for li in kuwait["lines"]] == ["12.345", "0.000"]
+    out = run("invoices", "run", "--as-of", "2026-02-18T00:00:00Z", now="2026-02-18T00:00:00Z")
+    assert "1 finalised; 1 unchanged" in out
+    assert export(cli)[ACME_1]["status"] == "final"
+
+
+def test_late_usage_adjusts_the_next_invoice_and_finals_never_change(cli) -> None:
+    folder, run, _ = cli
+    before = export(cli)
+    run("events", "load", str(folder / "late.jsonl"), now="2026-02-20T00:00:00Z")
+    run("pipeline", "run", now="2026-02-20T00:00:00Z")
+    as_of = "2026-03-18T00:00:00Z"
+    dry = run("invoices", "run", "--as-of", as_of, "--dry-run", now=as_of)
+    assert "dry run: nothing written" in dry and export(cli) == before
+    out = run("invoices", "run", "--as-of", as_of, now=as_of)
+    assert "written: 2 new" in out
+    invoices = export(cli)
+    assert invoices[ACME_1] == before[ACME_1]
+    second = invoices[ACME_2]
+    assert lines(second) == [
+        ("flat", "growth", "1", "90.00"),
+        ("usage", "growth", "50", "2.00"),
+        ("commitment", "growth", "1", "28.00"),  # 120 − 92
+        ("adjustment", "growth", "600", "13.00"),  # volume at 1,100: 33.00 − 20.00
+        ("adjustment", "growth", "0", "-0.32"),  # the first period's true-up is no longer due
+    ]
+    assert second["lines"][3]["period_start"] == "2026-01-25T00:00:00Z"
+    assert (second["status"], second["total"]) == ("final", "132.68")
+    kuwait = invoices[KUWAIT_FEB]
+    assert [li["amount"] for li in kuwait["lines"]] == ["12.345", "0.000", "1.250"]  # 100 × 0.0125
+    assert kuwait["total"] == "13.595"
+    rerun = run("invoices", "run", "--as-of", as_of, now=as_of)
+    assert "written: 0 new, 0 draft(s) updated, 0 finalised; 4 unchanged" in rerun
+    trace = run("lineage", "--invoice-line", second["lines"][3]["line_id"])
+    assert "late.jsonl" not in trace  # landing keeps its own names: the batch file is shown
+    assert "1 event(s) from 1 landing file(s)" in trace and "matches the line" in trace
+
+
+def test_usage_show_labels_an_estimate(cli) -> None:
+    _, run, _ = cli
+    out = run(
+        "usage", "show", "--customer", "acme", "--window", "tumbling:1d", now="2026-02-21T00:00:00Z"
+    )
+    assert "ESTIMATE" in out and "estimated total" in out
+    assert "api_calls" in out and "tumbling windows" in out
+
+
+def test_bad_invoice_flags_are_one_line_errors(cli) -> None:
+    _, _, env = cli
+    line = one_line_error(meterlake("invoices", "run", "--as-of", "yesterday", env=env))
+    assert "--as-of" in line
+    line = one_line_error(
+        meterlake(
+            "invoices", "run", "--as-of", "2026-02-18T00:00:00Z", "--customer", "nobody", env=env
+        )
+    )
+    assert "--customer" in line and "nobody" in line
+    line = one_line_error(
+        meterlake("usage", "show", "--customer", "acme", "--window", "hopping", env=env)
+    )
+    assert "--window" in line
