@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterlake import synthetic
+from meterlake.clock import format_instant
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from meterlake.billing.run import InvoiceRun
     from meterlake.config import Settings
 
 DEMO_CATALOG = """\
@@ -62,6 +64,10 @@ customers:
     subscriptions:
       - {plan: scale, start: "2026-02-10T09:00:00Z", end: null}
 """
+
+# Every demo period has closed by then, so the summary shows final invoices, including
+# adjustments for February events that arrived after February's close.
+INVOICE_AS_OF = datetime(2026, 4, 5, tzinfo=UTC)
 
 RECEIPTS = (
     datetime(2026, 3, 2, 0, 10, tzinfo=UTC),
@@ -113,11 +119,12 @@ def demo_inputs(folder: Path) -> tuple[Path, list[Path]]:
 
 def run_demo(spark: SparkSession, settings: Settings, say: Callable[[str], None] = print) -> None:
     """Initialise, load the catalog, land three batches at their receipt times, run the
-    pipeline, and print the summary."""
+    pipeline (bronze, silver, gold), invoice every ended period, and print the summary."""
+    from meterlake.billing.run import run_invoices
     from meterlake.catalog.parse import load_catalog_file
     from meterlake.catalog.store import store_catalog
     from meterlake.ingest.landing import land_file
-    from meterlake.ingest.stream import run_landing_to_bronze
+    from meterlake.pipeline import run_pipeline
     from meterlake.warehouse import init_warehouse
 
     inputs = Path(settings.warehouse).parent / "demo-input"
@@ -129,12 +136,16 @@ def run_demo(spark: SparkSession, settings: Settings, say: Callable[[str], None]
         result = land_file(replace(settings, pinned_now=received), path, "default")
         state = "already landed" if result.already_loaded else "landed"
         say(f"{path.name}: {state} as batch {result.batch.batch_id} ({result.batch.lines} lines)")
-    run_landing_to_bronze(spark, replace(settings, pinned_now=RECEIPTS[-1]), progress=say)
-    print_summary(spark, settings, say)
+    run_pipeline(spark, replace(settings, pinned_now=RECEIPTS[-1]), progress=say)
+    run = run_invoices(spark, replace(settings, pinned_now=INVOICE_AS_OF), INVOICE_AS_OF)
+    print_summary(spark, settings, run, say)
 
 
-def print_summary(spark: SparkSession, settings: Settings, say: Callable[[str], None]) -> None:
+def print_summary(
+    spark: SparkSession, settings: Settings, run: InvoiceRun, say: Callable[[str], None]
+) -> None:
     from meterlake import tables
+    from meterlake.billing.report import invoice_table
     from meterlake.ingest.summary import ingest_summary
 
     summary = ingest_summary(spark, settings)
@@ -148,8 +159,12 @@ def print_summary(spark: SparkSession, settings: Settings, say: Callable[[str], 
     say(f"  quarantined              {sum(summary.quarantined_by_reason.values()):>8}")
     for reason, count in summary.quarantined_by_reason.items():
         say(f"    {reason:<24}{count:>6}")
-    say("  invoices                 not produced yet: rollups, pricing and invoices are the")
-    say("                           billing stage, which is not built in this version")
+    saved = run.saved
+    written = f"{len(saved.written)} written, {len(saved.unchanged)} unchanged" if saved else ""
+    say(f"  invoices as of {format_instant(run.as_of)}: {len(run.invoices)} ({written})")
+    for row in invoice_table(run.invoices):
+        say(f"  {row}")
+    say("  (late events are billed as adjustment lines: `meterlake invoices export` shows them)")
     say("  tables (Delta, open by path):")
     for spec in tables.ALL_TABLES:
         say(f"    {spec.qualified_name:<22}{spec.path(settings)}")
