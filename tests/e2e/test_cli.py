@@ -25,7 +25,8 @@ def test_help_answers_fast_without_a_jvm(tmp_path: Path) -> None:
     result = meterlake("--help", env=cli_env(tmp_path / "wh"))
     assert result.returncode == 0
     assert time.monotonic() - started < 5
-    for command in ("init", "catalog", "events", "pipeline", "quarantine", "demo"):
+    commands = ("init", "catalog", "events", "pipeline", "quarantine", "invoices", "usage")
+    for command in (*commands, "lineage", "demo"):
         assert command in result.stdout
     assert "Using incubator modules" not in result.stderr  # no JVM was started
 
@@ -118,3 +119,17 @@ def test_landing_to_bronze_through_the_cli(tmp_path: Path) -> None:
 def test_pipeline_before_init_is_one_clear_line(tmp_path: Path) -> None:
     line = one_line_error(meterlake("pipeline", "run", env=cli_env(tmp_path / "wh")))
     assert "run `meterlake init`" in line
+
+
+def test_demo_summary_and_rerun_changes_nothing(tmp_path: Path) -> None:
+    env = cli_env(tmp_path / "warehouse")
+    first = meterlake("demo", env=env)
+    assert first.returncode == 0, first.stderr
+    for text in ("events landed in bronze       894", "unknown_customer             5"):
+        assert text in first.stdout
+    assert "invoices as of 2026-04-05T00:00:00Z: 4 (4 written, 0 unchanged)" in first.stdout
+    totals = [line.split()[-2] for line in first.stdout.splitlines() if " final " in line]
+    assert totals == ["293.00", "374.00", "137.87", "205.39"]
+    again = meterlake("demo", env=env)
+    assert again.returncode == 0, again.stderr
+    assert "4 (0 written, 4 unchanged)" in again.stdout
