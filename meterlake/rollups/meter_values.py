@@ -86,6 +86,15 @@ def latest_of(column: str) -> Column:
     return F.max_by(column, F.struct("billing_time", "event_id"))
 
 
+def exact_distinct(column: str) -> Column:
+    """Exact number of distinct non-null values. Written as the size of a set rather than
+    ``count(DISTINCT ...)``, which makes Spark expand every row per distinct aggregate and
+    cost the silver rollups more than twice the time when combined with the others."""
+    from pyspark.sql import functions as F
+
+    return F.size(F.collect_set(column))
+
+
 def value_aggregates() -> list[Column]:
     """Aggregates silver and gold both keep per group of metered events."""
     from pyspark.sql import functions as F

@@ -38,14 +38,14 @@ def rollup(metered: DataFrame, grain: Grain) -> DataFrame:
     """``metered`` events (see `meter_values.metered_events`) aggregated into ``grain``."""
     from pyspark.sql import functions as F
 
-    from meterlake.rollups.meter_values import value_aggregates
+    from meterlake.rollups.meter_values import exact_distinct, value_aggregates
 
     start = F.date_trunc(grain.unit, "billing_time")
     levels = F.array(*map(F.lit, (0.5, 0.95, 0.99)))
     percentiles = F.percentile(F.col("value").cast("double"), levels)
     grouped = metered.groupBy(*KEYS[:-1], start.alias("window_start")).agg(
         *value_aggregates(),
-        F.count_distinct("unique_value").alias("unique_count"),
+        exact_distinct("unique_value").alias("unique_count"),
         F.hll_sketch_agg("unique_value").alias("unique_sketch"),
         percentiles.alias("percentiles"),
     )

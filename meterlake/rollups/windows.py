@@ -54,6 +54,8 @@ def usage_windows(metered: DataFrame, spec: WindowSpec) -> DataFrame:
     count, ordered by meter and window start."""
     from pyspark.sql import functions as F
 
+    from meterlake.rollups.meter_values import exact_distinct
+
     if spec.kind == "session":
         window = F.session_window("billing_time", spec.size)
     else:
@@ -65,7 +67,7 @@ def usage_windows(metered: DataFrame, spec: WindowSpec) -> DataFrame:
             F.sum("value").alias("sum_value"),
             F.min("value").alias("min_value"),
             F.max("value").alias("max_value"),
-            F.count_distinct("unique_value").alias("unique_count"),
+            exact_distinct("unique_value").alias("unique_count"),
         )
         .select(
             "meter_key",
