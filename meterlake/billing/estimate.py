@@ -107,6 +107,7 @@ def estimate_report(
     meter: str | None = None,
 ) -> list[str]:
     """The text ``usage show`` prints."""
+    from meterlake.rollups.refresh import load_state
     from meterlake.rollups.windows import parse_window
 
     spec = parse_window(window) if window and window != "period" else None
@@ -119,6 +120,9 @@ def estimate_report(
         f" (starts {local} local; closes {format_instant(p.close)})",
         f"usage received up to {format_instant(as_of)} (bronze version {estimate.bronze_version}):",
     ]
+    state = load_state(settings)
+    if state is None or state.bronze_version < estimate.bronze_version:
+        out.append("  (rollups lag bronze: run `meterlake pipeline run` for the latest usage)")
     out += _usage_lines(estimate.usage)
     out.append(f"ESTIMATE (not an invoice) for the period so far, {estimate.currency}:")
     for line in estimate.lines:

@@ -51,6 +51,25 @@ class InvoiceLine:
     received_from: datetime | None = None
     received_before: datetime | None = None
 
+    @classmethod
+    def traced(
+        cls,
+        catalog: Catalog,
+        line: Line,
+        received_from: datetime | None,
+        received_before: datetime,
+        **changes,
+    ) -> InvoiceLine:
+        """``line`` with the events it prices: its meter's type, received in the window."""
+        event_type = catalog.meter(line.meter).event_type if line.meter else None
+        fields = {**asdict(line), **changes}
+        return cls(
+            **fields,
+            event_type=event_type,
+            received_from=received_from,
+            received_before=received_before,
+        )
+
 
 @dataclass(frozen=True)
 class Invoice:
@@ -114,10 +133,6 @@ def price_period(
     return priced
 
 
-def _event_type(catalog: Catalog, line: Line) -> str | None:
-    return catalog.meter(line.meter).event_type if line.meter else None
-
-
 def _own_lines(
     catalog: Catalog,
     customer: Customer,
@@ -127,18 +142,7 @@ def _own_lines(
 ) -> list[InvoiceLine]:
     on_time = [r for r in rows if r.carrier == period.start]
     return [
-        InvoiceLine(
-            line.kind,
-            line.plan,
-            line.meter,
-            line.quantity,
-            line.amount,
-            line.period_start,
-            line.period_end,
-            _event_type(catalog, line),
-            None,
-            received_before,
-        )
+        InvoiceLine.traced(catalog, line, None, received_before)
         for line in price_period(catalog, customer, period, on_time).values()
     ]
 
@@ -170,17 +174,14 @@ def _adjustments(
             continue
         moved = (new.quantity - old.quantity) if line.kind == "usage" else Decimal(0)
         lines.append(
-            InvoiceLine(
-                "adjustment",
-                line.plan,
-                line.meter,
-                moved,
-                change,
-                line.period_start,
-                line.period_end,
-                _event_type(catalog, line),
+            InvoiceLine.traced(
+                catalog,
+                line,
                 received_from,
                 received_before,
+                kind="adjustment",
+                quantity=moved,
+                amount=change,
             )
         )
     return lines
