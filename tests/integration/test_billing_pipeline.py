@@ -181,3 +181,25 @@ def test_incremental_rollups_equal_a_rebuild(spark, billed) -> None:
     assert len(incremental["usage_minute"]) > 0
     rebuild(spark, settings, read_catalog(spark, settings), bronze_version(spark, settings))
     assert snapshot(spark, settings) == incremental
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("tumbling:1d", [("2026-01-20", 3, 175), ("2026-02-04", 1, 10)]),
+        ("sliding:2d/1d", [
+            ("2026-01-19", 3, 175), ("2026-01-20", 3, 175),
+            ("2026-02-03", 1, 10), ("2026-02-04", 1, 10),
+        ]),
+        ("session:30m", [("2026-01-20", 3, 175), ("2026-02-04", 1, 10)]),
+    ],
+)  # fmt: skip
+def test_analyst_windows(spark, billed, spec: str, expected: list) -> None:
+    from meterlake.rollups.meter_values import metered_events
+    from meterlake.rollups.windows import parse_window, usage_windows
+
+    settings, _ = billed
+    bronze = tables.read(spark, settings, tables.BRONZE_EVENTS).where("tenant_id = 't1'")
+    metered = metered_events(bronze, read_catalog(spark, settings).catalog.meters)
+    rows = usage_windows(metered.where("meter_key = 'api_calls'"), parse_window(spec)).collect()
+    assert [(str(r.window_start.date()), r.events, r.sum_value) for r in rows] == expected
