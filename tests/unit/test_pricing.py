@@ -138,3 +138,21 @@ def test_prorated_splits_sum_to_the_fee_within_a_minor_unit_per_segment(parts, c
     shares = [round_money(prorate(fee, part, full), currency) for part in parts]
     unit = Decimal(1).scaleb(-{"USD": 2, "JPY": 0, "KWD": 3}[currency])
     assert abs(sum(shares) - fee) <= unit * len(parts)
+
+
+def _only(tiers: tuple[Tier, ...], index: int) -> tuple[Tier, ...]:
+    """``tiers`` with every price but tier ``index``'s set to zero."""
+    return tuple(t if i == index else Tier(t.up_to, Decimal(0), None) for i, t in enumerate(tiers))
+
+
+@given(quantities)
+def test_graduated_is_the_sum_of_its_tiers(quantity) -> None:
+    parts = [price_graduated(quantity, _only(TIERS, i)) for i in range(len(TIERS))]
+    assert price_graduated(quantity, TIERS) == sum(parts)
+
+
+@given(quantities)
+def test_volume_prices_every_unit_in_the_one_tier_the_quantity_falls_in(quantity) -> None:
+    plain = tuple(Tier(t.up_to, t.unit_price) for t in TIERS)
+    tier = next(t for t in plain if t.up_to is None or quantity <= t.up_to)
+    assert price_volume(quantity, plain) == Fraction(quantity) * Fraction(tier.unit_price)
