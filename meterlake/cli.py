@@ -147,7 +147,7 @@ def cmd_invoices_run(args: argparse.Namespace, settings: Settings) -> int:
         _spark(settings),
         settings,
         _instant(args.as_of, "--as-of"),
-        customer=args.customer,
+        customers=[args.customer] if args.customer else None,
         tenant=args.tenant,
         dry_run=args.dry_run,
     )
@@ -185,6 +185,14 @@ def cmd_lineage(args: argparse.Namespace, settings: Settings) -> int:
 
     print("\n".join(lineage_report(_spark(settings), settings, args.invoice_line)))
     return 0
+
+
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.reconcile.run import reconcile, report
+
+    run = reconcile(_spark(settings), settings, _instant(args.as_of, "--as-of"))
+    print("\n".join(report(run)))
+    return 3 if run.mismatches else 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -271,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "lineage", cmd_lineage, "trace an invoice line to aggregates, events and landing files"
     ).add_argument("--invoice-line", required=True, metavar="ID")
+    add(
+        "reconcile", cmd_reconcile, "check layers and invoices agree (exit 3 on a mismatch)"
+    ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
     add("demo", cmd_demo, "generate data and run everything end to end")
     return parser
 

@@ -445,6 +445,26 @@ BILLING_INVOICE_LINES = TableSpec(
     },
 )
 
+RECON_RESULTS = TableSpec(
+    layer="recon",
+    name="results",
+    description="Every reconciliation finding: which check, where, expected, actual, status.",
+    schema=_schema(
+        ("run_id", StringType(), False),
+        ("as_of", TimestampType(), False),
+        ("run_at", TimestampType(), False),
+        ("check", StringType(), False),
+        ("scope", StringType(), False),
+        ("expected", MONEY, True),
+        ("actual", MONEY, True),
+        ("diff", MONEY, True),
+        ("status", StringType(), False),
+        ("detail", StringType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+    constraints={"status_known": "status IN ('ok', 'mismatch', 'pending', 'unbilled')"},
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -463,6 +483,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     GOLD_PERIOD_USAGE,
     BILLING_INVOICES,
     BILLING_INVOICE_LINES,
+    RECON_RESULTS,
 )
 
 

@@ -60,7 +60,7 @@ def segment_usage(
 
 
 def one_customer(stored: StoredCatalog, customer: str, tenant: str | None) -> Customer:
-    found = select_customers(stored, customer, tenant)
+    found = select_customers(stored, [customer], tenant)
     if len(found) > 1:
         tenants = ", ".join(sorted(c.tenant for c in found))
         raise ConfigError(f"--customer: {customer!r} exists in tenants {tenants}; add --tenant")

@@ -243,3 +243,43 @@ def customer_invoices(
             )
         )
     return invoices
+
+
+def pending_adjustments(
+    catalog: Catalog, customer: Customer, rows: Iterable[UsageRow], as_of: datetime
+) -> list[tuple[datetime, Decimal, datetime | None]]:
+    """Late usage of periods final at ``as_of`` that no final invoice has billed yet:
+    (period start, amount of the adjustment to come, carrier period start or None when
+    the customer has no later period and the usage stays unbilled)."""
+    by_period: dict[datetime, list[UsageRow]] = defaultdict(list)
+    for row in rows:
+        by_period[row.period_start].append(row)
+    grace = catalog.grace(customer.tenant)
+    # Carriers start before the arrivals they carry, and arrivals are at most as_of.
+    plan = schedule(customer, grace, as_of + _INCLUSIVE)
+    found = []
+    for index, period in enumerate(plan):
+        if period.end > as_of or as_of < period.close:
+            continue
+        mine = by_period[period.start]
+        for carrier_index in range(index + 1, len(plan)):
+            carrier = plan[carrier_index]
+            if carrier.end <= as_of and as_of >= carrier.close:
+                continue  # billed on a final invoice already
+            waiting = _adjustments(
+                catalog, customer, period, mine, carrier,
+                plan[carrier_index - 1].close, carrier.close,
+            )  # fmt: skip
+            if waiting:
+                amount = sum((line.amount for line in waiting), Decimal(0))
+                found.append((period.start, amount, carrier.start))
+        orphans = [r for r in mine if r.carrier is None]
+        if orphans:
+            billed = [r for r in mine if r.carrier is not None]
+            before = price_period(catalog, customer, period, billed)
+            after = price_period(catalog, customer, period, billed + orphans)
+            amount = sum((li.amount for li in after.values()), Decimal(0)) - sum(
+                (li.amount for li in before.values()), Decimal(0)
+            )
+            found.append((period.start, amount, None))
+    return found

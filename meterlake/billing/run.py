@@ -9,6 +9,7 @@ the same pure function of catalog, events and ``as_of`` either way.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -38,18 +39,34 @@ class InvoiceRun:
 
 
 def select_customers(
-    stored: StoredCatalog, customer: str | None, tenant: str | None
+    stored: StoredCatalog, customers: Sequence[str] | None, tenant: str | None
 ) -> list[Customer]:
-    """The catalog's customers matching the filters; an unknown customer is an error."""
+    """The catalog's customers matching the filters (None: all); an unknown id is an error."""
     chosen = [
         c
         for c in stored.catalog.customers
-        if (customer is None or c.id == customer) and (tenant is None or c.tenant == tenant)
+        if (customers is None or c.id in customers) and (tenant is None or c.tenant == tenant)
     ]
-    if customer is not None and not chosen:
+    missing = sorted(set(customers or ()) - {c.id for c in chosen})
+    if missing:
         where = f" of tenant {tenant!r}" if tenant else ""
-        raise ConfigError(f"--customer: no customer {customer!r}{where} in the current catalog")
+        names = ", ".join(map(repr, missing))
+        raise ConfigError(f"--customer: no customer {names}{where} in the current catalog")
     return chosen
+
+
+def check_run_request(
+    as_of: str, customers: Sequence[str] | None, dry_run: bool, reason: str | None
+) -> datetime:
+    """Validate a finance run request before anything starts; returns the as-of instant."""
+    from meterlake.clock import parse_instant
+
+    when = parse_instant(as_of or "", "as_of")
+    if not dry_run and not (reason or "").strip():
+        raise ConfigError("reason: required for a run that writes invoices (dry_run false)")
+    if customers is not None and any(not str(c).strip() for c in customers):
+        raise ConfigError("customers: ids must not be blank")
+    return when
 
 
 def require_current(spark: SparkSession, settings: Settings, as_of: datetime) -> int:
@@ -98,8 +115,12 @@ def usage_rows(
     customers: list[Customer],
     as_of: datetime,
     version: int,
+    *,
+    from_bronze: bool = False,
 ) -> dict[tuple[str, str], list[UsageRow]]:
-    """Gold rows of ``customers`` as they were at ``as_of`` (see the module docstring)."""
+    """Gold rows of ``customers`` as they were at ``as_of`` (see the module docstring);
+    ``from_bronze`` recomputes them from bronze even when gold is current (reconciliation
+    wants a result that does not depend on gold)."""
     from pyspark.sql import functions as F
 
     from meterlake.rollups.period_usage import period_usage
@@ -119,7 +140,7 @@ def usage_rows(
 
     bronze = bronze_at(spark, settings, version)
     newest = bronze.agg(F.max("received_at")).first()[0]
-    if newest is not None and from_table(newest) > as_of:
+    if from_bronze or (newest is not None and from_table(newest) > as_of):
         events = mine(bronze.where(F.col("received_at") <= F.lit(as_of)))
         gold = period_usage(events, stored, customers, horizon(settings))
     else:
@@ -135,7 +156,7 @@ def run_invoices(
     settings: Settings,
     as_of: datetime,
     *,
-    customer: str | None = None,
+    customers: Sequence[str] | None = None,
     tenant: str | None = None,
     dry_run: bool = False,
 ) -> InvoiceRun:
@@ -144,11 +165,11 @@ def run_invoices(
 
     version = require_current(spark, settings, as_of)
     stored = read_catalog(spark, settings)
-    customers = select_customers(stored, customer, tenant)
-    rows = usage_rows(spark, settings, stored, customers, as_of, version)
+    chosen = select_customers(stored, customers, tenant)
+    rows = usage_rows(spark, settings, stored, chosen, as_of, version)
     invoices = [
         invoice
-        for c in customers
+        for c in chosen
         for invoice in customer_invoices(stored.catalog, c, rows.get((c.tenant, c.id), ()), as_of)
     ]
     saved = None

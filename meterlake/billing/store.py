@@ -166,3 +166,44 @@ def current_lines(spark: SparkSession, settings: Settings) -> DataFrame:
     current = tables.read(spark, settings, tables.BILLING_INVOICES).select("invoice_id", "revision")
     lines = tables.read(spark, settings, tables.BILLING_INVOICE_LINES)
     return lines.join(current, ["invoice_id", "revision"], "left_semi")
+
+
+def stored_invoices(spark: SparkSession, settings: Settings) -> dict[str, Invoice]:
+    """Every stored invoice at its current revision, rebuilt as `Invoice` objects so it can
+    be compared with a recomputation."""
+    from collections import defaultdict
+
+    from meterlake.billing.invoices import InvoiceLine
+    from meterlake.clock import from_table
+
+    lines = defaultdict(list)
+    for row in current_lines(spark, settings).orderBy("invoice_id", "line_no").collect():
+        lines[row.invoice_id].append(
+            InvoiceLine(
+                row.kind,
+                row.plan_id,
+                row.meter_key,
+                row.quantity,
+                row.amount,
+                from_table(row.period_start),
+                from_table(row.period_end),
+                row.event_type,
+                from_table(row.received_from),
+                from_table(row.received_before),
+            )
+        )
+    return {
+        row.invoice_id: Invoice(
+            row.tenant_id,
+            row.customer_id,
+            row.currency,
+            from_table(row.period_start),
+            from_table(row.period_end),
+            from_table(row.close_at),
+            row.status,
+            tuple(lines[row.invoice_id]),
+            row.subtotal,
+            row.credits,
+        )
+        for row in tables.read(spark, settings, tables.BILLING_INVOICES).collect()
+    }

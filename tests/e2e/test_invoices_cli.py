@@ -150,6 +150,8 @@ def test_late_usage_adjusts_the_next_invoice_and_finals_never_change(cli) -> Non
     trace = run("lineage", "--invoice-line", second["lines"][3]["line_id"])
     assert "late.jsonl" not in trace  # landing keeps its own names: the batch file is shown
     assert "1 event(s) from 1 landing file(s)" in trace and "matches the line" in trace
+    checked = run("reconcile", "--as-of", as_of, now=as_of)
+    assert "result: all checks agree" in checked and "post_invoice" in checked
 
 
 def test_usage_show_labels_an_estimate(cli) -> None:

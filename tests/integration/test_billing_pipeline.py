@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from meterlake import tables
+from meterlake.billing.invoices import invoice_id
 from meterlake.billing.run import run_invoices
 from meterlake.catalog.parse import parse_catalog_text
 from meterlake.catalog.store import read_catalog, store_catalog
@@ -203,3 +204,36 @@ def test_analyst_windows(spark, billed, spec: str, expected: list) -> None:
     metered = metered_events(bronze, read_catalog(spark, settings).catalog.meters)
     rows = usage_windows(metered.where("meter_key = 'api_calls'"), parse_window(spec)).collect()
     assert [(str(r.window_start.date()), r.events, r.sum_value) for r in rows] == expected
+
+
+def test_reconciliation_agrees_then_catches_corruption(spark, billed) -> None:
+    """Runs last in this module: it tampers with the warehouse."""
+    from meterlake.reconcile.run import reconcile
+
+    settings, _ = billed
+    as_of = datetime(2026, 3, 1, tzinfo=UTC)
+    clean = reconcile(spark, settings, as_of)
+    assert clean.mismatches == []
+    assert {f.check for f in clean.findings} == {
+        "completeness", "bronze_silver", "bronze_gold", "pre_invoice", "post_invoice", "late_usage"
+    }  # fmt: skip
+    # January's late usage waits on February's draft: 25 calls × 0.01 + one new seat × 3.
+    pending = [(f.scope, f.actual) for f in clean.findings if f.status == "pending"]
+    assert pending == [("t1/c1/2026-01-01T00:00:00Z", Decimal("3.25"))]
+    silver = tables.SILVER_USAGE_DAY.path(settings)
+    spark.sql(
+        f"UPDATE delta.`{silver}` SET sum_value = sum_value + 1"
+        " WHERE tenant_id = 't1' AND meter_key = 'api_calls'"
+        " AND window_date = DATE'2026-01-20' AND region IS NULL"
+    )
+    lines = tables.BILLING_INVOICE_LINES.path(settings)
+    spark.sql(f"ALTER TABLE delta.`{lines}` SET TBLPROPERTIES ('delta.appendOnly' = 'false')")
+    spark.sql(
+        f"UPDATE delta.`{lines}` SET amount = amount + 0.01"
+        " WHERE tenant_id = 't2' AND kind = 'usage' AND meter_key = 'api_calls'"
+    )
+    caught = reconcile(spark, settings, as_of)
+    assert sorted((f.check, f.scope) for f in caught.mismatches) == [
+        ("bronze_silver", "t1/c1/api_calls/2026-01-20 total"),
+        ("post_invoice", invoice_id("t2", "c1", datetime(2026, 1, 1, tzinfo=UTC))),
+    ]

@@ -1,0 +1,1 @@
+"""Reconciliation: prove the layers and the invoices agree, and say where they do not."""
