@@ -465,6 +465,23 @@ RECON_RESULTS = TableSpec(
     constraints={"status_known": "status IN ('ok', 'mismatch', 'pending', 'unbilled')"},
 )
 
+QUALITY_RESULTS = TableSpec(
+    layer="quality",
+    name="results",
+    description="Every Great Expectations outcome per run: suite, expectation, offending rows.",
+    schema=_schema(
+        ("run_id", StringType(), False),
+        ("run_at", TimestampType(), False),
+        ("suite", StringType(), False),
+        ("expectation", StringType(), False),
+        ("column", StringType(), False),
+        ("success", BooleanType(), False),
+        ("unexpected_count", LongType(), False),
+        ("sample_rows", StringType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -484,6 +501,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     BILLING_INVOICES,
     BILLING_INVOICE_LINES,
     RECON_RESULTS,
+    QUALITY_RESULTS,
 )
 
 

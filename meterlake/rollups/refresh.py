@@ -222,6 +222,10 @@ def refresh_rollups(
     query = (
         spark.readStream.format("delta")
         .option("startingVersion", state.bronze_version + 1)
+        # Bronze is append-only; a commit that removes rows (tiering, a repair) must not stop
+        # the stream. Windows are recomputed from the current bronze, so removals show up in
+        # any window new events touch, and fully on the next rebuild.
+        .option("skipChangeCommits", "true")
         .load(tables.BRONZE_EVENTS.path(settings))
         .writeStream.foreachBatch(handle)
         .option("checkpointLocation", f"{settings.warehouse}/{CHECKPOINT}/stream")

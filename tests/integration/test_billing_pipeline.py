@@ -206,6 +206,39 @@ def test_analyst_windows(spark, billed, spec: str, expected: list) -> None:
     assert [(str(r.window_start.date()), r.events, r.sum_value) for r in rows] == expected
 
 
+def test_quality_gate_names_the_failing_rows_then_passes(spark, billed) -> None:
+    from pyspark.sql import functions as F
+
+    from meterlake.delta_io import append
+    from meterlake.quality.run import QualityGateError, require_quality
+
+    settings, _ = billed
+    report = require_quality(spark, settings)
+    assert report.failures == [] and len(report.outcomes) >= 15
+    assert (report.docs / "index.html").exists()
+    bronze = tables.BRONZE_EVENTS.path(settings)
+    stale = F.col("received_at") - F.expr("INTERVAL 60 DAYS")
+    bad = (
+        tables.read(spark, settings, tables.BRONZE_EVENTS)
+        .where("tenant_id = 't1' AND event_id = 'e1'")
+        .withColumn("event_id", F.lit("written-by-a-bug"))
+        .withColumn("event_time", stale)
+        .withColumn("billing_time", stale)
+        .withColumn("billing_date", F.to_date(stale))
+    )
+    append(bad, settings, tables.BRONZE_EVENTS)
+    with pytest.raises(QualityGateError, match=r"billing_time_in_window.*t1/written-by-a-bug"):
+        require_quality(spark, settings)
+    spark.sql(f"ALTER TABLE delta.`{bronze}` SET TBLPROPERTIES ('delta.appendOnly' = 'false')")
+    spark.sql(f"DELETE FROM delta.`{bronze}` WHERE event_id = 'written-by-a-bug'")
+    assert require_quality(spark, settings).failures == []
+    run_pipeline(spark, settings, progress=lambda _: None)  # rollups follow bronze again
+    failed = tables.read(spark, settings, tables.QUALITY_RESULTS).where("NOT success").collect()
+    assert [(r.suite, r.column, r.unexpected_count) for r in failed] == [
+        ("bronze_events", "billing_time_in_window", 1)
+    ]
+
+
 def test_reconciliation_agrees_then_catches_corruption(spark, billed) -> None:
     """Runs last in this module: it tampers with the warehouse."""
     from meterlake.reconcile.run import reconcile
