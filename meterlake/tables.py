@@ -482,6 +482,28 @@ QUALITY_RESULTS = TableSpec(
     properties=dict(APPEND_ONLY),
 )
 
+BILLING_OUTBOX = TableSpec(
+    layer="billing",
+    name="outbox",
+    description=(
+        "Events for billing systems, one per closed period (billing.period.closed), written"
+        " once; delivery (webhooks) records delivered_at."
+    ),
+    schema=_schema(
+        ("event_id", StringType(), False),
+        ("event_type", StringType(), False),
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("invoice_id", StringType(), False),
+        ("period_start", TimestampType(), False),
+        ("period_end", TimestampType(), False),
+        ("close_at", TimestampType(), False),
+        ("payload", StringType(), False),
+        ("created_at", TimestampType(), False),
+        ("delivered_at", TimestampType(), True),
+    ),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -500,6 +522,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     GOLD_PERIOD_USAGE,
     BILLING_INVOICES,
     BILLING_INVOICE_LINES,
+    BILLING_OUTBOX,
     RECON_RESULTS,
     QUALITY_RESULTS,
 )

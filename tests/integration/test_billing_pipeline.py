@@ -239,6 +239,32 @@ def test_quality_gate_names_the_failing_rows_then_passes(spark, billed) -> None:
     ]
 
 
+def test_period_close_waits_for_grace_then_closes_once(spark, billed) -> None:
+    from meterlake.billing.close import close_periods, due_periods
+
+    settings, _ = billed
+    stored = read_catalog(spark, settings)
+    feb_2_noon = datetime(2026, 2, 2, 12, tzinfo=UTC)  # t2's January closed at 00:00, t1's not
+    assert [(d.customer.tenant, d.period.start.month) for d in due_periods(
+        spark, settings, stored, feb_2_noon
+    )] == [("t2", 1)]  # fmt: skip
+    as_of = datetime(2026, 3, 1, tzinfo=UTC)
+    closed = close_periods(spark, settings, as_of)
+    assert sorted((d.customer.tenant, d.period.start.month) for d in closed.due) == [
+        ("t1", 1),
+        ("t2", 1),
+    ]
+    outbox = tables.read(spark, settings, tables.BILLING_OUTBOX).orderBy("tenant_id").collect()
+    payloads = [json.loads(row.payload) for row in outbox]
+    assert [(p["tenant_id"], p["type"], p["total"]) for p in payloads] == [
+        ("t1", "billing.period.closed", "22.00"),
+        ("t2", "billing.period.closed", "20.00"),
+    ]
+    again = close_periods(spark, settings, as_of)
+    assert again.due == [] and again.run is None
+    assert tables.read(spark, settings, tables.BILLING_OUTBOX).count() == 2
+
+
 def test_reconciliation_agrees_then_catches_corruption(spark, billed) -> None:
     """Runs last in this module: it tampers with the warehouse."""
     from meterlake.reconcile.run import reconcile

@@ -1,0 +1,137 @@
+"""What the Airflow tasks call: one function per task, plain values in, a JSON-able
+summary out. Each opens the process's Spark session on the configured warehouse
+(``METERLAKE_*`` environment of the worker); DAG files hold no other logic."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from meterlake.clock import format_instant, parse_instant
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from meterlake.config import Settings
+
+
+def _open() -> tuple[SparkSession, Settings]:
+    from meterlake.config import Settings
+    from meterlake.spark import build_session
+
+    settings = Settings.load()
+    return build_session(settings), settings
+
+
+def ingest() -> dict[str, Any]:
+    """Landing → bronze → silver → gold, as ``pipeline run``."""
+    from meterlake.pipeline import run_pipeline
+
+    spark, settings = _open()
+    result = run_pipeline(spark, settings, progress=print)
+    tally = result.tally
+    return {
+        "batches": tally.batches,
+        "events_read": tally.events_read,
+        "bronze_rows": tally.bronze_rows,
+        "duplicates": tally.duplicates,
+        "quarantined": tally.quarantined_total,
+        "bronze_version": result.rollups.bronze_version if result.rollups else None,
+    }
+
+
+def due(as_of: str) -> list[dict[str, str]]:
+    """Periods whose grace has passed by ``as_of`` and that are not closed yet."""
+    from meterlake.billing.close import due_periods
+    from meterlake.catalog.store import read_catalog
+
+    spark, settings = _open()
+    found = due_periods(spark, settings, read_catalog(spark, settings), parse_instant(as_of))
+    return [
+        {
+            "tenant": d.customer.tenant,
+            "customer": d.customer.id,
+            "period_start": format_instant(d.period.start),
+            "close": format_instant(d.period.close),
+        }
+        for d in found
+    ]
+
+
+def quality_gate() -> dict[str, Any]:
+    """Every Great Expectations suite; raises when one fails."""
+    from meterlake.quality.run import require_quality
+
+    spark, settings = _open()
+    report = require_quality(spark, settings)
+    return {"run_id": report.run_id, "expectations": len(report.outcomes), "docs": str(report.docs)}
+
+
+def reconcile(as_of: str) -> dict[str, Any]:
+    """Every reconciliation check, stored in recon.results; raises on a mismatch."""
+    from meterlake.billing.close import require_reconciled
+    from meterlake.reconcile.run import report
+
+    spark, settings = _open()
+    run = require_reconciled(spark, settings, parse_instant(as_of))
+    print("\n".join(report(run)))
+    return {"run_id": run.run_id, "findings": len(run.findings)}
+
+
+def finalise(as_of: str) -> dict[str, Any]:
+    """Finalise the due periods' invoices and write their outbox events."""
+    from meterlake.billing.close import finalise_due
+
+    spark, settings = _open()
+    result = finalise_due(spark, settings, parse_instant(as_of))
+    return {"closed": len(result.due), "as_of": as_of}
+
+
+def invoice_run(
+    as_of: str, customers: list[str] | None, dry_run: bool, reason: str | None
+) -> dict[str, Any]:
+    """Finance's manual run; ``reason`` is required when it writes."""
+    from meterlake.billing.report import run_report
+    from meterlake.billing.run import check_run_request, run_invoices
+
+    when = check_run_request(as_of, customers, dry_run, reason)
+    spark, settings = _open()
+    run = run_invoices(spark, settings, when, customers=customers or None, dry_run=dry_run)
+    print("\n".join(run_report(run, lines=dry_run)))
+    return {
+        "invoices": len(run.invoices),
+        "written": len(run.saved.written) if run.saved else 0,
+        "dry_run": dry_run,
+        "reason": reason,
+    }
+
+
+def data_quality() -> dict[str, Any]:
+    """Every suite, recorded and documented, without failing the task on a failed suite
+    (the gate in period close is what blocks)."""
+    from meterlake.quality.run import run_quality
+
+    spark, settings = _open()
+    report = run_quality(spark, settings)
+    return {"run_id": report.run_id, "failures": len(report.failures), "docs": str(report.docs)}
+
+
+def rollups() -> dict[str, Any]:
+    """Silver and gold up to the current bronze."""
+    from meterlake.rollups.refresh import refresh_rollups
+
+    spark, settings = _open()
+    result = refresh_rollups(spark, settings, progress=print)
+    return {
+        "rebuilt": result.rebuilt,
+        "batches": result.batches,
+        "bronze_version": result.bronze_version,
+    }
+
+
+def interval_end(context: dict[str, Any]) -> str:
+    """The instant an Airflow run works up to: the end of its data interval (its logical
+    date for manual runs), in UTC."""
+    from datetime import UTC
+
+    instant = context.get("data_interval_end") or context["logical_date"]
+    return instant.astimezone(UTC).isoformat()
