@@ -30,8 +30,8 @@ demo: setup
 	$(BIN)/meterlake demo
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check meterlake tests jobs bench
-	$(BIN)/ruff format --check meterlake tests jobs bench
+	$(BIN)/ruff check meterlake tests jobs bench dags
+	$(BIN)/ruff format --check meterlake tests jobs bench dags
 
 test: setup lint
 	$(BIN)/python -m pytest -q tests

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
+
 
 @dag(
     dag_id="meterlake_invoice_run",
@@ -24,7 +26,13 @@ from airflow.sdk import Param, dag, get_current_context, task
     tags=["meterlake", "billing", "finance"],
     doc_md=__doc__,
     params={
-        "as_of": Param(type="string", format="date-time", description="ISO 8601 with offset"),
+        # Airflow checks JSON Schema formats only in the UI; the pattern makes the check real.
+        "as_of": Param(
+            type="string",
+            format="date-time",
+            pattern=ISO_INSTANT,
+            description="ISO 8601 instant with offset, e.g. 2026-03-05T00:00:00Z",
+        ),
         "customers": Param([], type="array", items={"type": "string"}),
         "dry_run": Param(True, type="boolean"),
         "reason": Param(None, type=["null", "string"], description="required unless dry run"),
