@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export METERLAKE_IVY_DIR ?= $(CURDIR)/.cache/ivy
 export METERLAKE_LOG_DIR ?= $(CURDIR)/.cache/logs
 
-.PHONY: setup lock demo test lint bench clean
+.PHONY: setup lock demo test lint bench airflow clean
 
 setup: $(VENV)/.installed .cache/ivy/.warm
 
@@ -38,6 +38,18 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/invoices.py
+
+# Airflow with the UI on http://127.0.0.1:8080, SQLite and this project's DAGs; state in
+# .airflow/ (the admin password is printed at start and kept in .airflow/).
+airflow: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(CURDIR)/.airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW__API__HOST=127.0.0.1 \
+	AIRFLOW__API__PORT=$${AIRFLOW_PORT:-8080} \
+	METERLAKE_WAREHOUSE=$${METERLAKE_WAREHOUSE:-$(CURDIR)/warehouse} \
+	$(BIN)/airflow standalone
 
 clean:
 	rm -rf warehouse spark-warehouse metastore_db .pytest_cache
