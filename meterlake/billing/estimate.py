@@ -39,6 +39,8 @@ class Estimate:
     usage: dict[tuple[Segment, str], Decimal]  # per segment (tiers restart) and meter
     lines: list[Line]
     bronze_version: int
+    stored: StoredCatalog
+    rows: list[UsageRow]  # the customer's gold rows of every period, as of as_of
 
     @property
     def amount(self) -> Decimal:
@@ -87,13 +89,12 @@ def current_estimate(
         )
     version = bronze_version(spark, settings)
     rows = usage_rows(spark, settings, stored, [customer], as_of, version)
-    mine = [
-        r for r in rows.get((customer.tenant, customer.id), []) if r.period_start == period.start
-    ]
+    rows = rows.get((customer.tenant, customer.id), [])
+    mine = [r for r in rows if r.period_start == period.start]
     usage = segment_usage(stored, customer, period, mine)
     lines = list(price_period(stored.catalog, customer, period, mine).values())
     currency = stored.catalog.plan(customer.subscriptions[0].plan).currency
-    return Estimate(customer, currency, period, as_of, usage, lines, version)
+    return Estimate(customer, currency, period, as_of, usage, lines, version, stored, rows)
 
 
 def estimate_report(
@@ -130,9 +131,9 @@ def estimate_report(
         out.append(f"  {label:<32}{format_money(line.amount, estimate.currency):>14}")
     out.append(f"  {'estimated total':<32}{format_money(estimate.amount, estimate.currency):>14}")
     if window == "period":
-        out += _period_windows(spark, settings, c, as_of)
+        out += _period_windows(estimate)
     elif spec is not None:
-        out += _event_windows(spark, settings, c, p, spec, meter)
+        out += _event_windows(spark, settings, estimate, spec, meter)
     return out
 
 
@@ -150,15 +151,15 @@ def _zone(customer: Customer):
     return ZoneInfo(customer.timezone)
 
 
-def _event_windows(spark, settings, customer, period, spec, meter) -> list[str]:
+def _event_windows(spark, settings, estimate: Estimate, spec, meter) -> list[str]:
     from pyspark.sql import functions as F
 
     from meterlake import tables
-    from meterlake.catalog.store import read_catalog
     from meterlake.rollups.meter_values import metered_events
     from meterlake.rollups.windows import usage_windows
 
-    meters = read_catalog(spark, settings).catalog.meters
+    customer, period = estimate.customer, estimate.period
+    meters = estimate.stored.catalog.meters
     events = tables.read(spark, settings, tables.BRONZE_EVENTS).where(
         (F.col("tenant_id") == customer.tenant)
         & (F.col("customer_id") == customer.id)
@@ -179,19 +180,13 @@ def _event_windows(spark, settings, customer, period, spec, meter) -> list[str]:
     return out
 
 
-def _period_windows(spark, settings, customer, as_of) -> list[str]:
-    """Usage per billing period so far (all arrivals), from gold."""
-    from meterlake.catalog.store import read_catalog
-    from meterlake.rollups.refresh import bronze_version
-
-    stored = read_catalog(spark, settings)
-    rows = usage_rows(
-        spark, settings, stored, [customer], as_of, bronze_version(spark, settings)
-    ).get((customer.tenant, customer.id), [])
+def _period_windows(estimate: Estimate) -> list[str]:
+    """Usage per billing period so far (all arrivals), from the gold rows already read."""
+    stored, customer = estimate.stored, estimate.customer
     out = ["billing periods (usage by event time, all arrivals so far):"]
     grace = stored.catalog.grace(customer.tenant)
-    for period in schedule(customer, grace, as_of):
-        mine = [r for r in rows if r.period_start == period.start]
+    for period in schedule(customer, grace, estimate.as_of):
+        mine = [r for r in estimate.rows if r.period_start == period.start]
         out.append(f"  period {format_instant(period.start)} → {format_instant(period.end)}")
         out += _usage_lines(segment_usage(stored, customer, period, mine))
     return out
