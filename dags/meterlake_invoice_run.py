@@ -3,9 +3,10 @@
 
 Triggered by hand. Params: `as_of` (ISO 8601 instant with offset, required),
 `customers` (list of customer ids, empty = everyone), `dry_run` (default true: a report,
-no invoice written) and `reason` (required when `dry_run` is false; kept in the run's
-log). Params are checked first; a bad date, a missing reason or an unknown customer stops
-the run before anything is computed.
+no invoice written) and `reason` (required when `dry_run` is false; recorded with the
+run in `billing.runs`). A bad date is refused when the run is triggered; a missing reason
+or an unknown customer fails the task, without retries, before anything is computed or
+written.
 """
 
 from __future__ import annotations

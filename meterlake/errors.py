@@ -4,9 +4,13 @@ from __future__ import annotations
 
 
 class MeterlakeError(Exception):
-    """Base of every error a user can cause and fix; never a bug in meterlake itself."""
+    """Base of every error a user can cause and fix; never a bug in meterlake itself.
+
+    ``retryable`` says whether running the same step again later can succeed without
+    anyone acting (schedulers fail the others at once instead of retrying them)."""
 
     exit_code = 2
+    retryable = False
 
 
 class ConfigError(MeterlakeError):
@@ -35,3 +39,5 @@ class WarehouseError(MeterlakeError):
 
 class StaleDataError(MeterlakeError):
     """A step would read tables that are behind their inputs (run ``pipeline run`` first)."""
+
+    retryable = True

@@ -1,17 +1,45 @@
 """What the Airflow tasks call: one function per task, plain values in, a JSON-able
 summary out. Each opens the process's Spark session on the configured warehouse
-(``METERLAKE_*`` environment of the worker); DAG files hold no other logic."""
+(``METERLAKE_*`` environment of the worker); DAG files hold no other logic.
+
+A `MeterlakeError` that retrying cannot fix (bad Params, a failed quality gate, a
+reconciliation mismatch) fails the task at once, without Airflow's retries, with its
+one-line message; anything else is left to the DAG's retry policy."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from meterlake.clock import format_instant, parse_instant
+from meterlake.errors import MeterlakeError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from meterlake.config import Settings
+
+
+Task = TypeVar("Task", bound=Callable[..., Any])
+
+
+def task_body(func: Task) -> Task:
+    """Mark ``func`` as a task body: non-retryable meterlake errors become Airflow's
+    fail-now exception (imported only when raised, so the library does not need Airflow)."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MeterlakeError as exc:
+            if exc.retryable:
+                raise
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+
+    return run  # type: ignore[return-value]
 
 
 def _open() -> tuple[SparkSession, Settings]:
@@ -22,6 +50,7 @@ def _open() -> tuple[SparkSession, Settings]:
     return build_session(settings), settings
 
 
+@task_body
 def ingest() -> dict[str, Any]:
     """Landing → bronze → silver → gold, as ``pipeline run``."""
     from meterlake.pipeline import run_pipeline
@@ -39,6 +68,7 @@ def ingest() -> dict[str, Any]:
     }
 
 
+@task_body
 def due(as_of: str) -> list[dict[str, str]]:
     """Periods whose grace has passed by ``as_of`` and that are not closed yet."""
     from meterlake.billing.close import due_periods
@@ -57,6 +87,7 @@ def due(as_of: str) -> list[dict[str, str]]:
     ]
 
 
+@task_body
 def quality_gate() -> dict[str, Any]:
     """Every Great Expectations suite; raises when one fails."""
     from meterlake.quality.run import require_quality
@@ -66,6 +97,7 @@ def quality_gate() -> dict[str, Any]:
     return {"run_id": report.run_id, "expectations": len(report.outcomes), "docs": str(report.docs)}
 
 
+@task_body
 def reconcile(as_of: str) -> dict[str, Any]:
     """Every reconciliation check, stored in recon.results; raises on a mismatch."""
     from meterlake.billing.close import require_reconciled
@@ -77,6 +109,7 @@ def reconcile(as_of: str) -> dict[str, Any]:
     return {"run_id": run.run_id, "findings": len(run.findings)}
 
 
+@task_body
 def finalise(as_of: str) -> dict[str, Any]:
     """Finalise the due periods' invoices and write their outbox events."""
     from meterlake.billing.close import finalise_due
@@ -86,6 +119,7 @@ def finalise(as_of: str) -> dict[str, Any]:
     return {"closed": len(result.due), "as_of": as_of}
 
 
+@task_body
 def invoice_run(
     as_of: str, customers: list[str] | None, dry_run: bool, reason: str | None
 ) -> dict[str, Any]:
@@ -95,7 +129,15 @@ def invoice_run(
 
     when = check_run_request(as_of, customers, dry_run, reason)
     spark, settings = _open()
-    run = run_invoices(spark, settings, when, customers=customers or None, dry_run=dry_run)
+    run = run_invoices(
+        spark,
+        settings,
+        when,
+        customers=customers or None,
+        dry_run=dry_run,
+        reason=reason,
+        source="airflow",
+    )
     print("\n".join(run_report(run, lines=dry_run)))
     return {
         "invoices": len(run.invoices),
@@ -105,6 +147,7 @@ def invoice_run(
     }
 
 
+@task_body
 def data_quality() -> dict[str, Any]:
     """Every suite, recorded and documented, without failing the task on a failed suite
     (the gate in period close is what blocks)."""
@@ -115,6 +158,7 @@ def data_quality() -> dict[str, Any]:
     return {"run_id": report.run_id, "failures": len(report.failures), "docs": str(report.docs)}
 
 
+@task_body
 def rollups() -> dict[str, Any]:
     """Silver and gold up to the current bronze."""
     from meterlake.rollups.refresh import refresh_rollups

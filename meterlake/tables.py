@@ -445,6 +445,32 @@ BILLING_INVOICE_LINES = TableSpec(
     },
 )
 
+BILLING_RUNS = TableSpec(
+    layer="billing",
+    name="runs",
+    description=(
+        "Every invoice run that wrote (dry runs write nothing): who asked (source), why"
+        " (reason), for which customers and as of when, and what it changed."
+    ),
+    schema=_schema(
+        ("run_id", StringType(), False),
+        ("run_at", TimestampType(), False),
+        ("as_of", TimestampType(), False),
+        ("source", StringType(), False),
+        ("reason", StringType(), True),
+        ("customers", StringType(), True),
+        ("tenant_id", StringType(), True),
+        ("catalog_version", LongType(), False),
+        ("bronze_version", LongType(), False),
+        ("invoices", IntegerType(), False),
+        ("created", IntegerType(), False),
+        ("updated", IntegerType(), False),
+        ("finalized", IntegerType(), False),
+        ("unchanged", IntegerType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
 RECON_RESULTS = TableSpec(
     layer="recon",
     name="results",
@@ -523,6 +549,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     BILLING_INVOICES,
     BILLING_INVOICE_LINES,
     BILLING_OUTBOX,
+    BILLING_RUNS,
     RECON_RESULTS,
     QUALITY_RESULTS,
 )

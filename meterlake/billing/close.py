@@ -116,7 +116,9 @@ def finalise_due(spark: SparkSession, settings: Settings, as_of: datetime) -> Cl
     if not due:
         return CloseResult(as_of, [], None)
     customers = sorted({d.customer.id for d in due})
-    run = run_invoices(spark, settings, as_of, customers=customers)
+    run = run_invoices(
+        spark, settings, as_of, customers=customers, reason="period close", source="period_close"
+    )
     emit_closed(spark, settings, run, due)
     return CloseResult(as_of, due, run)
 

@@ -8,6 +8,7 @@ the same pure function of catalog, events and ``as_of`` either way.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -159,13 +160,16 @@ def run_invoices(
     customers: Sequence[str] | None = None,
     tenant: str | None = None,
     dry_run: bool = False,
+    reason: str | None = None,
+    source: str = "cli",
 ) -> InvoiceRun:
-    """Compute every invoice of the selected customers as of ``as_of``; save unless dry."""
+    """Compute every invoice of the selected customers as of ``as_of``; save unless dry,
+    and then log the run (``source``, ``reason``) in billing.runs for auditors."""
     from meterlake.catalog.store import read_catalog
 
-    version = require_current(spark, settings, as_of)
     stored = read_catalog(spark, settings)
-    chosen = select_customers(stored, customers, tenant)
+    chosen = select_customers(stored, customers, tenant)  # an unknown id stops it first
+    version = require_current(spark, settings, as_of)
     rows = usage_rows(spark, settings, stored, chosen, as_of, version)
     invoices = [
         invoice
@@ -182,4 +186,30 @@ def run_invoices(
             catalog_version=stored.version,
             bronze_version=version,
         )
-    return InvoiceRun(as_of, invoices, saved, stored.version, version)
+    run = InvoiceRun(as_of, invoices, saved, stored.version, version)
+    if saved is not None:
+        record_run(spark, settings, run, saved, customers, tenant, reason, source)
+    return run
+
+
+def record_run(
+    spark: SparkSession,
+    settings: Settings,
+    run: InvoiceRun,
+    saved: SaveResult,
+    customers: Sequence[str] | None,
+    tenant: str | None,
+    reason: str | None,
+    source: str,
+) -> None:
+    """Append the run to billing.runs (written runs only)."""
+    from meterlake.delta_io import append
+
+    row = (
+        f"run-{uuid.uuid4().hex[:16]}", settings.now(), run.as_of, source, reason,
+        ",".join(customers) if customers else None, tenant, run.catalog_version,
+        run.bronze_version, len(run.invoices), len(saved.created), len(saved.updated),
+        len(saved.finalized), len(saved.unchanged),
+    )  # fmt: skip
+    frame = spark.createDataFrame([row], tables.nullable_schema(tables.BILLING_RUNS))
+    append(frame, settings, tables.BILLING_RUNS)
