@@ -126,9 +126,20 @@ def cmd_quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     tally = replay_quarantine(_spark(settings), settings)
     print(
-        f"quarantine replay: {tally.events_read} unknown_customer rows now have a customer →"
+        f"quarantine replay: {tally.events_read} row(s) replayed →"
         f" {tally.bronze_rows} admitted, {tally.duplicates} duplicates,"
         f" {tally.quarantined_total} rejected again"
+    )
+    return 0
+
+
+def cmd_quarantine_quality(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.ingest.quality_quarantine import quarantine_failing
+
+    moved = quarantine_failing(_spark(settings), settings)
+    print(
+        f"quarantine quality: {moved} bronze row(s) failing the bronze suite moved to"
+        " quarantine (reason quality_failed); `meterlake quarantine replay` re-derives them"
     )
     return 0
 
@@ -150,6 +161,7 @@ def cmd_invoices_run(args: argparse.Namespace, settings: Settings) -> int:
         customers=[args.customer] if args.customer else None,
         tenant=args.tenant,
         dry_run=args.dry_run,
+        reason=args.reason,
     )
     print("\n".join(run_report(run, lines=args.lines or args.dry_run)))
     return 0
@@ -245,7 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "replay",
         cmd_quarantine_replay,
-        "re-admit unknown_customer rows whose customer now exists",
+        "re-admit unknown_customer rows whose customer now exists and quality_failed rows",
+        quarantine_commands,
+    )
+    add(
+        "quality",
+        cmd_quarantine_quality,
+        "move bronze rows failing the bronze data-quality suite to quarantine",
         quarantine_commands,
     )
     invoices = commands.add_parser("invoices", help="compute and export invoices")
@@ -257,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--customer", help="only this customer")
     run.add_argument("--tenant", help="only customers of this tenant")
     run.add_argument("--dry-run", action="store_true", help="print, write nothing")
+    run.add_argument("--reason", help="why this run; kept with it in billing.runs")
     run.add_argument("--lines", action="store_true", help="print each invoice's lines")
     export = add(
         "export", cmd_invoices_export, "write every invoice's current state", invoice_commands

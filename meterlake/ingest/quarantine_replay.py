@@ -1,4 +1,6 @@
-"""Re-admit quarantined ``unknown_customer`` events once their customer is in the catalog.
+"""Re-admit quarantined lines through ingest's validation: ``unknown_customer`` lines once
+their customer is in the catalog, and ``quality_failed`` lines (bronze rows taken out by
+`meterlake.ingest.quality_quarantine`) always, re-derived from their landing bytes.
 
 Each row is replayed once: the replay writes bronze, then marks the rows ``replayed_at``
 with their outcome. A line whose lineage (batch_id, line_number) is already in bronze
@@ -23,8 +25,11 @@ if TYPE_CHECKING:
     from meterlake.config import Settings
 
 
+REPLAYABLE = (reasons.UNKNOWN_CUSTOMER, reasons.QUALITY_FAILED)
+
+
 def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
-    """Replay unresolved unknown_customer rows whose customer now exists; returns the counts."""
+    """Replay the unresolved replayable rows (see the module docstring); returns the counts."""
     from delta.tables import DeltaTable
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
@@ -36,9 +41,11 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
     # rows replayed, and must still see them as candidates.
     version = table.history(1).select("version").first()[0]
     snapshot = spark.read.format("delta").option("versionAsOf", version).load(path)
-    candidates = snapshot.where(
-        (F.col("reason") == reasons.UNKNOWN_CUSTOMER) & F.col("replayed_at").isNull()
-    ).join(known_customers(spark, settings).drop("_known"), ["tenant_id", "customer_id"])
+    candidates = (
+        snapshot.where(F.col("reason").isin(*REPLAYABLE) & F.col("replayed_at").isNull())
+        .join(F.broadcast(known_customers(spark, settings)), ["tenant_id", "customer_id"], "left")
+        .where((F.col("reason") == reasons.QUALITY_FAILED) | F.col("_known").isNotNull())
+    )
     lines = candidates.select(
         F.col("raw").cast("string").alias("value"),
         "tenant_id",
@@ -69,7 +76,7 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
             .merge(
                 outcomes.alias("o"),
                 "q.batch_id = o.batch_id AND q.line_number = o.line_number"
-                f" AND q.reason = '{reasons.UNKNOWN_CUSTOMER}' AND q.replayed_at IS NULL",
+                f" AND q.reason IN {REPLAYABLE} AND q.replayed_at IS NULL",
             )
             .whenMatchedUpdate(
                 set={"replayed_at": F.lit(now_ts).cast("timestamp"), "replay_outcome": "o.outcome"}

@@ -38,6 +38,8 @@ class Outcome:
     success: bool
     unexpected: int
     rows: list[str] = field(default_factory=list)  # identities of offending rows (a sample)
+    # Every offending row's key columns (ROW_KEYS of the view), for repairs.
+    offending: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,8 @@ def _context(settings: Settings):
 def _outcome(suite: str, result, keys: list[str]) -> Outcome:
     config = result.expectation_config
     details = result.result or {}
-    sample = [
-        "/".join(str(row.get(k)) for k in keys)
-        for row in (details.get("unexpected_index_list") or [])[:5]
-        if isinstance(row, dict)
-    ]
+    offending = [r for r in details.get("unexpected_index_list") or [] if isinstance(r, dict)]
+    sample = ["/".join(str(row.get(k)) for k in keys) for row in offending[:5]]
     column = config.kwargs.get("column") or ",".join(
         config.kwargs.get("column_list")
         or [config.kwargs.get("column_A", ""), config.kwargs.get("column_B", "")]
@@ -95,6 +94,7 @@ def _outcome(suite: str, result, keys: list[str]) -> Outcome:
         bool(result.success),
         int(details.get("unexpected_count") or 0),
         sample,
+        offending,
     )
 
 

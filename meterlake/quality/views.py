@@ -18,7 +18,7 @@ View = Callable[["SparkSession", "Settings"], "DataFrame"]
 
 # Columns that identify a row in failure reports, per view.
 ROW_KEYS: dict[str, list[str]] = {
-    "bronze.events": ["tenant_id", "event_id"],
+    "bronze.events": ["tenant_id", "event_id", "batch_id", "line_number"],
     "silver.usage_day": ["tenant_id", "customer_id", "meter_key", "window_date"],
     "gold.period_usage": ["tenant_id", "customer_id", "segment_start", "meter_key"],
     "billing.invoices": ["invoice_id"],

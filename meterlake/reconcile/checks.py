@@ -81,8 +81,11 @@ def _compare(
 
 def completeness(spark: SparkSession, settings: Settings) -> list[Finding]:
     """Per landing batch: the accounting balances and matches the rows in the tables
-    (rows a quarantine replay admitted count towards bronze)."""
+    (rows a quarantine replay admitted count towards bronze; bronze rows moved to
+    quarantine for failing data quality count towards quarantine)."""
     from pyspark.sql import functions as F
+
+    from meterlake.ingest.reasons import QUALITY_FAILED
 
     accounting = (
         tables.read(spark, settings, tables.BRONZE_BATCHES)
@@ -95,15 +98,16 @@ def completeness(spark: SparkSession, settings: Settings) -> list[Finding]:
         )
     )
     quarantine = tables.read(spark, settings, tables.BRONZE_QUARANTINE)
-    replayed = (
-        quarantine.where(F.col("replay_outcome") == "admitted")
-        .groupBy("batch_id")
-        .agg(F.count("*").alias("replayed"))
+    moves = quarantine.groupBy("batch_id").agg(
+        F.count_if(F.col("replay_outcome") == "admitted").alias("replayed"),
+        F.count_if(F.col("reason") == QUALITY_FAILED).alias("moved"),
     )
-    expected = accounting.join(replayed, "batch_id", "left").select(
+    expected = accounting.join(moves, "batch_id", "left").select(
         "batch_id",
-        (F.col("bronze") + F.coalesce("replayed", F.lit(0))).alias("bronze"),
-        "quarantine",
+        (F.col("bronze") + F.coalesce(F.col("replayed") - F.col("moved"), F.lit(0))).alias(
+            "bronze"
+        ),
+        (F.col("quarantine") + F.coalesce("moved", F.lit(0))).alias("quarantine"),
         (F.col("bronze") + F.col("duplicates") + F.col("quarantine")).alias("read"),
     )
     bronze = tables.read(spark, settings, tables.BRONZE_EVENTS).groupBy("batch_id").count()

@@ -206,37 +206,52 @@ def test_analyst_windows(spark, billed, spec: str, expected: list) -> None:
     assert [(str(r.window_start.date()), r.events, r.sum_value) for r in rows] == expected
 
 
-def test_quality_gate_names_the_failing_rows_then_passes(spark, billed) -> None:
-    from pyspark.sql import functions as F
-
-    from meterlake.delta_io import append
+def test_quality_gate_blocks_close_until_quarantine_replay_fixes_the_row(spark, billed) -> None:
+    from meterlake.billing.close import close_periods
+    from meterlake.ingest.quality_quarantine import quarantine_failing
+    from meterlake.ingest.quarantine_replay import replay_quarantine
     from meterlake.quality.run import QualityGateError, require_quality
 
     settings, _ = billed
     report = require_quality(spark, settings)
     assert report.failures == [] and len(report.outcomes) >= 15
     assert (report.docs / "index.html").exists()
+    # A bug rewrites one bronze row's billing time 60 days before its receipt.
     bronze = tables.BRONZE_EVENTS.path(settings)
-    stale = F.col("received_at") - F.expr("INTERVAL 60 DAYS")
-    bad = (
+    spark.sql(f"ALTER TABLE delta.`{bronze}` SET TBLPROPERTIES ('delta.appendOnly' = 'false')")
+    spark.sql(
+        f"UPDATE delta.`{bronze}` SET event_time = received_at - INTERVAL 60 DAYS,"
+        " billing_time = received_at - INTERVAL 60 DAYS,"
+        " billing_date = to_date(received_at - INTERVAL 60 DAYS)"
+        " WHERE tenant_id = 't1' AND event_id = 'e1'"
+    )
+    spark.sql(f"ALTER TABLE delta.`{bronze}` SET TBLPROPERTIES ('delta.appendOnly' = 'true')")
+    with pytest.raises(QualityGateError, match=r"billing_time_in_window.*t1/e1/"):
+        close_periods(spark, settings, datetime(2026, 3, 1, tzinfo=UTC))
+    assert tables.read(spark, settings, tables.BILLING_OUTBOX).count() == 0  # nothing closed
+
+    assert quarantine_failing(spark, settings) == 1
+    assert quarantine_failing(spark, settings) == 0  # the row is out of bronze
+    (moved,) = tables.read(spark, settings, tables.BRONZE_QUARANTINE).collect()
+    assert (moved.reason, moved.event_id, moved.line_number) == ("quality_failed", "e1", 1)
+    assert "billing_time_in_window" in moved.detail and json.loads(moved.raw)["quantity"] == 100
+
+    tally = replay_quarantine(spark, settings)
+    assert (tally.events_read, tally.bronze_rows) == (1, 1)
+    (fixed,) = (
         tables.read(spark, settings, tables.BRONZE_EVENTS)
         .where("tenant_id = 't1' AND event_id = 'e1'")
-        .withColumn("event_id", F.lit("written-by-a-bug"))
-        .withColumn("event_time", stale)
-        .withColumn("billing_time", stale)
-        .withColumn("billing_date", F.to_date(stale))
+        .collect()
     )
-    append(bad, settings, tables.BRONZE_EVENTS)
-    with pytest.raises(QualityGateError, match=r"billing_time_in_window.*t1/written-by-a-bug"):
-        require_quality(spark, settings)
-    spark.sql(f"ALTER TABLE delta.`{bronze}` SET TBLPROPERTIES ('delta.appendOnly' = 'false')")
-    spark.sql(f"DELETE FROM delta.`{bronze}` WHERE event_id = 'written-by-a-bug'")
-    assert require_quality(spark, settings).failures == []
+    assert fixed.billing_time == datetime(2026, 1, 20, 10)  # re-derived from the landing line
     run_pipeline(spark, settings, progress=lambda _: None)  # rollups follow bronze again
+    assert require_quality(spark, settings).failures == []
     failed = tables.read(spark, settings, tables.QUALITY_RESULTS).where("NOT success").collect()
-    assert [(r.suite, r.column, r.unexpected_count) for r in failed] == [
-        ("bronze_events", "billing_time_in_window", 1)
-    ]
+    # The edit also left silver behind bronze (it bypassed the rollups); both were reported.
+    assert {(r.suite, r.column) for r in failed} == {
+        ("bronze_events", "billing_time_in_window"),
+        ("silver_usage_day", "events_match_bronze"),
+    }
 
 
 def test_period_close_waits_for_grace_then_closes_once(spark, billed) -> None:

@@ -1,0 +1,136 @@
+"""Move bronze rows the data-quality suite fails into quarantine, so they can be replayed.
+
+Ingest validates every line before bronze, so a bronze row that breaks an expectation was
+written wrong (a bug, a hand edit, a changed rule). Its landing line is immutable and
+checksummed, so the repair is to take the row out of bronze and re-derive it from that
+line: this module writes each offending row's landing line to ``bronze.quarantine`` with
+reason ``quality_failed`` (naming the expectation), deletes the row from bronze and
+recomputes the rollup windows it was in; ``quarantine replay`` then runs the line through
+the same validation as ingest, which admits it again or rejects it with its reason.
+
+The steps are ordered so a crash loses nothing: quarantine is written first (a rerun adds
+no second copy), then the bronze rows go, then the windows are recomputed; rerunning
+finishes whatever was left.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from typing import TYPE_CHECKING
+
+from meterlake import tables
+from meterlake.delta_io import append_missing
+from meterlake.ingest import reasons
+from meterlake.ingest.bronze import landing_lines
+from meterlake.ingest.landing import manifest_entries
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from meterlake.config import Settings
+
+LINEAGE = ["batch_id", "line_number"]
+
+
+def failing_rows(spark: SparkSession, settings: Settings) -> dict[tuple[str, int], str]:
+    """(batch_id, line_number) of every bronze row the bronze suite fails → the first
+    expectation it fails (the run is recorded in quality.results like any other)."""
+    from meterlake.quality.run import run_quality
+
+    found: dict[tuple[str, int], str] = {}
+    for outcome in run_quality(spark, settings, layers=("bronze",)).failures:
+        for row in outcome.offending:
+            key = (row["batch_id"], int(row["line_number"]))
+            found.setdefault(key, f"{outcome.expectation} on {outcome.column}")
+    return found
+
+
+def _quarantine_frame(
+    spark: SparkSession, settings: Settings, failing: dict[tuple[str, int], str]
+) -> DataFrame:
+    """The offending rows as quarantine rows, with their landing lines' bytes."""
+    from pyspark.sql import functions as F
+
+    keys = spark.createDataFrame(
+        [(b, n, d) for (b, n), d in failing.items()],
+        "batch_id string, line_number long, detail string",
+    )
+    bronze = tables.read(spark, settings, tables.BRONZE_EVENTS).join(F.broadcast(keys), LINEAGE)
+    batch_ids = {b for b, _ in failing}
+    lines = landing_lines(
+        spark, settings, [b for b in manifest_entries(settings) if b.batch_id in batch_ids]
+    )
+    return bronze.join(
+        lines.select(*LINEAGE, F.col("value").cast("binary").alias("raw")), LINEAGE
+    ).select(
+        "tenant_id",
+        "batch_id",
+        "landing_file",
+        "line_number",
+        F.lit(reasons.QUALITY_FAILED).alias("reason"),
+        "detail",
+        "raw",
+        "event_id",
+        "customer_id",
+        "received_at",
+        F.lit(settings.now()).cast("timestamp").alias("quarantined_at"),
+        F.lit(None).cast("timestamp").alias("replayed_at"),
+        F.lit(None).cast("string").alias("replay_outcome"),
+    )
+
+
+def _delete_from_bronze(spark: SparkSession, settings: Settings, keys: DataFrame) -> None:
+    """Delete the rows at ``keys`` from bronze, lifting its append-only guard for exactly
+    this commit (and restoring it whatever happens)."""
+    from delta.tables import DeltaTable
+
+    path = tables.BRONZE_EVENTS.path(settings)
+
+    def guard(value: str) -> None:
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.appendOnly' = '{value}')")
+
+    guard("false")
+    try:
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("b")
+            .merge(keys.alias("k"), "b.batch_id = k.batch_id AND b.line_number = k.line_number")
+            .whenMatchedDelete()
+            .execute()
+        )
+    finally:
+        guard("true")
+
+
+def quarantine_failing(spark: SparkSession, settings: Settings) -> int:
+    """Move every bronze row the bronze suite fails to quarantine (see the module
+    docstring); returns how many rows moved."""
+    from pyspark.sql import functions as F
+
+    from meterlake.catalog.store import read_catalog
+    from meterlake.rollups.refresh import bronze_version, refresh_touched
+
+    failing = failing_rows(spark, settings)
+    if not failing:
+        return 0
+    moving = _quarantine_frame(spark, settings, failing).persist()
+    try:
+        scope = (F.col("reason") == reasons.QUALITY_FAILED) & F.col("replayed_at").isNull()
+        append_missing(moving, settings, tables.BRONZE_QUARANTINE, LINEAGE, scope)
+        touched: dict[tuple[str, str], set[date]] = defaultdict(set)
+        for row in (
+            tables.read(spark, settings, tables.BRONZE_EVENTS)
+            .join(moving.select(*LINEAGE), LINEAGE, "left_semi")
+            .select("tenant_id", "customer_id", "billing_date")
+            .distinct()
+            .collect()
+        ):
+            touched[row.tenant_id, row.customer_id].add(row.billing_date)
+        _delete_from_bronze(spark, settings, moving.select(*LINEAGE))
+    finally:
+        moving.unpersist()
+    if touched:
+        stored = read_catalog(spark, settings)
+        refresh_touched(spark, settings, stored, touched, bronze_version(spark, settings))
+    return len(failing)
