@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export METERLAKE_IVY_DIR ?= $(CURDIR)/.cache/ivy
 export METERLAKE_LOG_DIR ?= $(CURDIR)/.cache/logs
 
-.PHONY: setup lock demo test lint bench airflow clean
+.PHONY: setup lock demo demo-s3 test lint bench airflow clean s3-up s3-down
 
 setup: $(VENV)/.installed .cache/ivy/.warm
 
@@ -33,7 +33,25 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check meterlake tests jobs bench dags
 	$(BIN)/ruff format --check meterlake tests jobs bench dags
 
-test: setup lint
+# MinIO for the object-storage tests and `make s3-up`, built once from the Go module proxy.
+.cache/bin/minio: infra/s3.sh
+	bash infra/s3.sh install
+	touch $@
+
+s3-up: setup .cache/bin/minio
+	bash infra/s3.sh start
+
+s3-down:
+	bash infra/s3.sh stop
+
+# The demo with the warehouse in the local MinIO bucket (s3a://meterlake/demo).
+demo-s3: s3-up
+	AWS_ACCESS_KEY_ID=$${AWS_ACCESS_KEY_ID:-meterlake} \
+	AWS_SECRET_ACCESS_KEY=$${AWS_SECRET_ACCESS_KEY:-meterlake-secret} \
+	METERLAKE_S3_ENDPOINT=$${METERLAKE_S3_ENDPOINT:-http://127.0.0.1:$${METERLAKE_S3_PORT:-9000}} \
+	METERLAKE_WAREHOUSE=s3a://meterlake/demo $(BIN)/meterlake demo
+
+test: setup lint .cache/bin/minio
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

@@ -127,7 +127,8 @@ def run_demo(spark: SparkSession, settings: Settings, say: Callable[[str], None]
     from meterlake.pipeline import run_pipeline
     from meterlake.warehouse import init_warehouse
 
-    inputs = Path(settings.warehouse).parent / "demo-input"
+    local = not settings.is_object_store
+    inputs = (Path(settings.warehouse).parent if local else Path(settings.log_dir)) / "demo-input"
     catalog_file, batch_files = demo_inputs(inputs)
     init_warehouse(spark, settings)
     loaded = store_catalog(spark, settings, load_catalog_file(catalog_file))

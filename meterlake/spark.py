@@ -110,6 +110,12 @@ def build_session(
         builder = builder.config(key, value)
     spark = _launch_with_log(builder, settings)
     spark.sparkContext.setLogLevel("ERROR")
+    if settings.is_object_store:
+        # A session that already existed ignores the builder's spark.hadoop.* settings;
+        # S3A reads them from the live Hadoop configuration.
+        hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+        for key, value in _s3a_conf(settings).items():
+            hadoop.set(key.removeprefix("spark.hadoop."), value)
     if not jars:
         _remember_jars(settings, packages, spark)
     return spark

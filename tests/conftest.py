@@ -15,11 +15,19 @@ from meterlake.config import Settings
 FIXED_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
+# The local S3 server's credentials (infra/s3.sh's defaults), in the environment before
+# the JVM starts: S3A reads them through the AWS chain from the process environment.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "meterlake")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "meterlake-secret")
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
+    """The suite's one SparkSession, with S3A on the classpath for the object-store tests."""
     from meterlake.spark import build_session
 
-    session = build_session(Settings.load(env={**os.environ, "METERLAKE_SHUFFLE_PARTITIONS": "2"}))
+    env = {**os.environ, "METERLAKE_SHUFFLE_PARTITIONS": "2"}
+    session = build_session(Settings.load(env=env), s3=True)
     yield session
     session.stop()
 
@@ -40,3 +48,27 @@ def warehouse(spark, settings: Settings) -> Settings:
 
     init_warehouse(spark, settings)
     return settings
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory) -> Iterator[str]:
+    """A real S3 server (MinIO, via infra/s3.sh) on a free loopback port for the session,
+    with the bucket ``meterlake``; credentials are the local defaults, given to boto3 and
+    S3A through the standard AWS environment variables."""
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "METERLAKE_S3_PORT": str(port),
+        "METERLAKE_S3_DATA": str(tmp_path_factory.mktemp("s3") / "data"),
+    }
+    script = str(Path(__file__).resolve().parents[1] / "infra/s3.sh")
+    subprocess.run(["bash", script, "start"], env=env, check=True, capture_output=True)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        subprocess.run(["bash", script, "stop"], env=env, check=True, capture_output=True)

@@ -9,6 +9,22 @@ from meterlake.config import Settings
 from meterlake.ingest.event_schema import load_event_schemas
 from meterlake.ingest.parse import parse_lines
 
+# Two customers on a flat fee plus 0.01 per API call, calendar months in UTC.
+BASIC_CATALOG = b"""
+meters: [{key: api_calls, event_type: api_call, aggregation: sum}]
+plans:
+  - id: basic
+    currency: USD
+    charges:
+      - {type: flat, amount: "10.00"}
+      - {type: usage, meter: api_calls, model: per_unit, unit_price: "0.01"}
+customers:
+  - {id: c1, timezone: UTC, billing_anchor: calendar,
+     subscriptions: [{plan: basic, start: "2026-01-01T00:00:00Z", end: null}]}
+  - {id: c2, timezone: UTC, billing_anchor: calendar,
+     subscriptions: [{plan: basic, start: "2026-01-01T00:00:00Z", end: null}]}
+"""
+
 
 def event(**overrides) -> dict:
     """A valid v1 event; keyword arguments replace or (with value ...) remove fields."""

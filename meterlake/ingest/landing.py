@@ -1,9 +1,10 @@
 """The landing zone: raw NDJSON batches exactly as received, immutable, sha256 in a manifest.
 
-A batch is committed in two atomic steps: the data file is written, fsynced and renamed
-into ``landing/events/``; then its manifest entry is created exclusively in
-``landing/_manifest/``. The manifest entry is the commit point: the landing → bronze
-stream reads manifest entries, never bare data files, so a half-written batch is invisible.
+A batch is committed in two atomic steps (through `meterlake.storage`, on a local disk
+or an S3 bucket): the data file is written whole into ``landing/events/``; then its
+manifest entry is created exclusively in ``landing/_manifest/``. The manifest entry is
+the commit point: the landing → bronze stream reads manifest entries, never bare data
+files, so a half-written batch is invisible.
 Manifest entries are named ``<tenant>.<sha256>.json``, which makes "these exact bytes were
 already loaded for this tenant" a single existence check.
 """
@@ -25,6 +26,7 @@ from typing import BinaryIO
 from meterlake.clock import format_instant, parse_instant
 from meterlake.config import Settings
 from meterlake.errors import ConfigError, InputFileError
+from meterlake.storage import Storage, storage_for
 
 TENANT_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MANIFEST_DIR = "landing/_manifest"
@@ -65,24 +67,20 @@ def validate_tenant(tenant: str) -> str:
     return tenant
 
 
-def _local_root(settings: Settings) -> Path:
-    if settings.is_object_store:
-        raise ConfigError(
-            f"METERLAKE_WAREHOUSE: landing on object storage ({settings.warehouse}) is not "
-            "supported yet; use a local warehouse path"
-        )
-    return Path(settings.warehouse)
-
-
-def manifest_path(settings: Settings) -> Path:
-    return _local_root(settings) / MANIFEST_DIR
+def manifest_location(settings: Settings) -> str:
+    """The manifest folder as Spark addresses it (a local path or an s3a:// URL)."""
+    return f"{settings.warehouse}/{MANIFEST_DIR}"
 
 
 def ensure_landing(settings: Settings) -> None:
-    """Create the landing directories (part of ``meterlake init``)."""
-    root = _local_root(settings)
-    for sub in (MANIFEST_DIR, EVENTS_DIR, "landing/.tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    """Create the landing folders (part of ``meterlake init``; object stores need none)."""
+    if not settings.is_object_store:
+        for sub in (MANIFEST_DIR, EVENTS_DIR, "landing/.tmp"):
+            (Path(settings.warehouse) / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _manifest_key(tenant: str, sha256: str) -> str:
+    return f"{MANIFEST_DIR}/{tenant}.{sha256}.json"
 
 
 def batch_id_for(tenant: str, sha256: str, received: datetime) -> str:
@@ -112,36 +110,29 @@ def land_stream(
     """Land bytes read from ``handle``; the general form of `land_file` (used by the API too)."""
     validate_tenant(tenant)
     received = settings.now()
-    root = _local_root(settings)
-    ensure_landing(settings)
+    storage = storage_for(settings)
     scan = _Scan()
-    with tempfile.NamedTemporaryFile(dir=root / "landing/.tmp", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(dir=storage.spool_dir(), delete=False) as tmp:
         try:
             for chunk in iter(lambda: handle.read(_CHUNK), b""):
                 scan.feed(chunk)
                 tmp.write(chunk)
             scan.finish()
             tmp.flush()
-            os.fsync(tmp.fileno())
         except BaseException:
             os.unlink(tmp.name)
             raise
+    spooled = Path(tmp.name)
     try:
         scan.check(original_name)
-        existing = _read_entry(root / MANIFEST_DIR / f"{tenant}.{scan.sha256}.json")
+        existing = _read_entry(storage, _manifest_key(tenant, scan.sha256))
         if existing:
-            os.unlink(tmp.name)
             return LandResult(existing, already_loaded=True)
         batch_id = batch_id_for(tenant, scan.sha256, received)
         relative = f"{EVENTS_DIR}/{tenant}/{received:%Y-%m-%d}/{batch_id}.jsonl"
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp.name, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        if os.path.exists(tmp.name):
-            os.unlink(tmp.name)
-        raise
+        storage.put_file(spooled, relative)
+    finally:
+        spooled.unlink(missing_ok=True)
     batch = LandingBatch(
         batch_id=batch_id,
         tenant_id=tenant,
@@ -154,47 +145,30 @@ def land_stream(
         original_name=original_name,
         source=source,
     )
-    return _commit_manifest(root, batch)
+    return _commit_manifest(storage, batch)
 
 
-def _commit_manifest(root: Path, batch: LandingBatch) -> LandResult:
+def _commit_manifest(storage: Storage, batch: LandingBatch) -> LandResult:
     """Create the manifest entry exclusively; a concurrent identical load wins or loses cleanly."""
-    final = root / MANIFEST_DIR / f"{batch.tenant_id}.{batch.sha256}.json"
-    with tempfile.NamedTemporaryFile("w", dir=root / "landing/.tmp", delete=False) as tmp:
-        json.dump(asdict(batch), tmp, sort_keys=True)
-        tmp.write("\n")
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    try:
-        os.link(tmp.name, final)
-    except FileExistsError:
-        (root / batch.landing_file).unlink(missing_ok=True)
-        return LandResult(_read_entry(final), already_loaded=True)
-    finally:
-        os.unlink(tmp.name)
-    _fsync_dir(final.parent)
-    return LandResult(batch, already_loaded=False)
+    key = _manifest_key(batch.tenant_id, batch.sha256)
+    entry = (json.dumps(asdict(batch), sort_keys=True) + "\n").encode()
+    if storage.create(key, entry):
+        return LandResult(batch, already_loaded=False)
+    storage.delete(batch.landing_file)
+    return LandResult(_read_entry(storage, key), already_loaded=True)
 
 
-def _read_entry(path: Path) -> LandingBatch | None:
-    if not path.exists():
-        return None
-    return LandingBatch(**json.loads(path.read_text()))
+def _read_entry(storage: Storage, key: str) -> LandingBatch | None:
+    data = storage.read(key)
+    return LandingBatch(**json.loads(data)) if data is not None else None
 
 
 def manifest_entries(settings: Settings) -> Iterator[LandingBatch]:
     """Every committed landing batch, in receipt order."""
-    directory = manifest_path(settings)
-    entries = (_read_entry(p) for p in directory.glob("*.json")) if directory.exists() else ()
+    storage = storage_for(settings)
+    keys = (k for k in storage.keys(MANIFEST_DIR + "/") if k.endswith(".json"))
+    entries = (_read_entry(storage, k) for k in keys)
     yield from sorted((e for e in entries if e), key=lambda e: (e.received_at, e.batch_id))
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _Scan:

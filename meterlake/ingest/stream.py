@@ -15,7 +15,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from meterlake.ingest.bronze import Tally, process_batches
-from meterlake.ingest.landing import LandingBatch, ensure_landing, manifest_path
+from meterlake.ingest.landing import LandingBatch, ensure_landing, manifest_location
 from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def run_landing_to_bronze(
     stream = (
         spark.readStream.schema(_manifest_schema())
         .option("maxFilesPerTrigger", settings.manifests_per_batch)
-        .json(str(manifest_path(settings)))
+        .json(manifest_location(settings))
     )
     writer = stream.writeStream.foreachBatch(handle).option(
         "checkpointLocation", checkpoint_path(settings)

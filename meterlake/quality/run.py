@@ -1,5 +1,5 @@
 """Run the Great Expectations suites of ``expectations/<layer>/<suite>.json`` with a
-file-backed GX context under ``<warehouse>/_quality`` (Spark data source, one dataframe
+file-backed GX context in `quality_root` (Spark data source, one dataframe
 asset per suite), store every expectation's outcome in ``quality.results`` and build
 Data Docs there.
 
@@ -65,10 +65,18 @@ def load_suites(layers: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     return found
 
 
+def quality_root(settings: Settings) -> Path:
+    """GX keeps its project (suites, validation results, Data Docs) on a local disk: in
+    the warehouse when that is local, else in a folder of the user's cache per warehouse."""
+    if not settings.is_object_store:
+        return Path(settings.warehouse) / "_quality"
+    return Path.home() / ".cache/meterlake/quality" / settings.warehouse.split("://", 1)[1]
+
+
 def _context(settings: Settings):
     import great_expectations as gx
 
-    root = Path(settings.warehouse) / "_quality"
+    root = quality_root(settings)
     root.mkdir(parents=True, exist_ok=True)
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

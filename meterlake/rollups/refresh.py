@@ -15,12 +15,10 @@ follow and the bronze version they reflect; invoicing refuses to run on stale ro
 from __future__ import annotations
 
 import json
-import shutil
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterlake import tables
@@ -28,6 +26,7 @@ from meterlake.billing.schedule import schedule
 from meterlake.delta_io import overwrite, upsert
 from meterlake.rollups import period_usage as gold
 from meterlake.rollups import silver
+from meterlake.storage import storage_for
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -55,21 +54,16 @@ class RefreshResult:
     bronze_version: int = -1
 
 
-def _state_file(settings: Settings) -> Path:
-    return Path(settings.warehouse) / CHECKPOINT / "state.json"
+STATE_KEY = f"{CHECKPOINT}/state.json"
 
 
 def load_state(settings: Settings) -> RollupState | None:
-    path = _state_file(settings)
-    return RollupState(**json.loads(path.read_text())) if path.exists() else None
+    data = storage_for(settings).read(STATE_KEY)
+    return RollupState(**json.loads(data)) if data is not None else None
 
 
 def _save_state(settings: Settings, state: RollupState) -> None:
-    path = _state_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    partial.write_text(json.dumps(asdict(state)))
-    partial.replace(path)
+    storage_for(settings).write(STATE_KEY, json.dumps(asdict(state)).encode())
 
 
 def bronze_version(spark: SparkSession, settings: Settings) -> int:
@@ -192,7 +186,7 @@ def refresh_rollups(
         version = bronze_version(spark, settings)
         progress(f"rollups: rebuilding silver and gold from bronze version {version}")
         rebuild(spark, settings, stored, version)
-        shutil.rmtree(Path(settings.warehouse) / CHECKPOINT / "stream", ignore_errors=True)
+        storage_for(settings).delete_tree(f"{CHECKPOINT}/stream")
         state = RollupState(stored.version, version)
         _save_state(settings, state)
         result.rebuilt = True

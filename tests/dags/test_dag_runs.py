@@ -27,22 +27,9 @@ from meterlake.catalog.store import store_catalog
 from meterlake.config import Settings
 from meterlake.ingest.landing import land_file
 from meterlake.warehouse import init_warehouse
+from tests.helpers import BASIC_CATALOG
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
-CATALOG = b"""
-meters: [{key: api_calls, event_type: api_call, aggregation: sum}]
-plans:
-  - id: basic
-    currency: USD
-    charges:
-      - {type: flat, amount: "10.00"}
-      - {type: usage, meter: api_calls, model: per_unit, unit_price: "0.01"}
-customers:
-  - {id: c1, timezone: UTC, billing_anchor: calendar,
-     subscriptions: [{plan: basic, start: "2026-01-01T00:00:00Z", end: null}]}
-  - {id: c2, timezone: UTC, billing_anchor: calendar,
-     subscriptions: [{plan: basic, start: "2026-01-01T00:00:00Z", end: null}]}
-"""
 EVENTS = [
     {"event_id": "j1", "customer_id": "c1", "event_type": "api_call", "quantity": 100,
      "timestamp": "2026-01-20T10:00:00Z"},
@@ -64,7 +51,7 @@ def env(spark, tmp_path_factory) -> Iterator[dict[str, str]]:
     folder = tmp_path_factory.mktemp("dag_runs")
     settings = Settings.load(env={}).with_warehouse(str(folder / "warehouse"))
     init_warehouse(spark, settings)
-    store_catalog(spark, settings, parse_catalog_text(CATALOG, "catalog.yaml"))
+    store_catalog(spark, settings, parse_catalog_text(BASIC_CATALOG, "catalog.yaml"))
     batch = folder / "usage.jsonl"
     batch.write_text("".join(json.dumps(e) + "\n" for e in EVENTS[:2]))
     land_file(replace(settings, pinned_now=RECEIVED), batch, "default")
