@@ -207,6 +207,31 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 3 if run.mismatches else 0
 
 
+def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.audit.access import create_key
+
+    secret, principal = create_key(settings, args.tenant, args.role)
+    print(secret)
+    print(
+        f"key {principal.key_id}: role {principal.role}, tenant {principal.tenant}"
+        " (shown once; only its hash is stored)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _authorize(args: argparse.Namespace, settings: Settings) -> None:
+    """Check the caller's key against the command (no-op unless access control is on);
+    a tenant-scoped key limits commands that take ``--tenant`` to its tenant."""
+    from meterlake.audit.access import authenticate, authorize
+
+    principal = authenticate(settings, args.key or os.environ.get("METERLAKE_KEY"))
+    scopable = hasattr(args, "tenant")
+    tenant = authorize(principal, args.action, getattr(args, "tenant", None), scopable=scopable)
+    if scopable:
+        args.tenant = tenant
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.demo import run_demo
 
@@ -222,36 +247,64 @@ def build_parser() -> argparse.ArgumentParser:
         "--warehouse", help="warehouse root (default $METERLAKE_WAREHOUSE or ./warehouse)"
     )
     parser.add_argument("--now", help="pin the current instant (ISO 8601 with offset)")
+    parser.add_argument("--key", help="access key (default $METERLAKE_KEY; see keys create)")
     parser.add_argument(
         "--master", help="Spark master (default $METERLAKE_SPARK_MASTER or local[2])"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Command, help_text: str, parent=commands) -> argparse.ArgumentParser:
+    def add(
+        name: str, func: Command, help_text: str, parent=commands, *, action: str | None
+    ) -> argparse.ArgumentParser:
+        """A command; ``action`` is what access control checks (None: reads no data)."""
         sub = parent.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(func=func)
+        sub.set_defaults(func=func, action=action)
         return sub
 
-    add("init", cmd_init, "create all tables (idempotent)")
+    add("init", cmd_init, "create all tables (idempotent)", action="warehouse.admin")
     catalog = commands.add_parser("catalog", help="validate or load the catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True)
     add(
-        "validate", cmd_catalog_validate, "check a catalog file (no Spark)", catalog_commands
+        "validate",
+        cmd_catalog_validate,
+        "check a catalog file (no Spark)",
+        catalog_commands,
+        action=None,
     ).add_argument("file")
     add(
-        "load", cmd_catalog_load, "load a catalog file as a new version", catalog_commands
+        "load",
+        cmd_catalog_load,
+        "load a catalog file as a new version",
+        catalog_commands,
+        action="warehouse.admin",
     ).add_argument("file")
     events = commands.add_parser("events", help="land usage events")
     event_commands = events.add_subparsers(dest="events_command", required=True)
     load = add(
-        "load", cmd_events_load, "append one immutable landing batch, received now", event_commands
+        "load",
+        cmd_events_load,
+        "append one immutable landing batch, received now",
+        event_commands,
+        action="events.write",
     )
     load.add_argument("file")
     load.add_argument("--tenant", help="tenant the events belong to (default: default)")
     pipeline = commands.add_parser("pipeline", help="landing → bronze")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
-    add("run", cmd_pipeline_run, "process everything landed, then stop", pipeline_commands)
-    add("stream", cmd_pipeline_stream, "keep processing until SIGTERM", pipeline_commands)
+    add(
+        "run",
+        cmd_pipeline_run,
+        "process everything landed, then stop",
+        pipeline_commands,
+        action="events.write",
+    )
+    add(
+        "stream",
+        cmd_pipeline_stream,
+        "keep processing until SIGTERM",
+        pipeline_commands,
+        action="events.write",
+    )
     quarantine = commands.add_parser("quarantine", help="work with quarantined events")
     quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
     add(
@@ -259,17 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_quarantine_replay,
         "re-admit unknown_customer rows whose customer now exists and quality_failed rows",
         quarantine_commands,
+        action="events.write",
     )
     add(
         "quality",
         cmd_quarantine_quality,
         "move bronze rows failing the bronze data-quality suite to quarantine",
         quarantine_commands,
+        action="events.write",
     )
     invoices = commands.add_parser("invoices", help="compute and export invoices")
     invoice_commands = invoices.add_subparsers(dest="invoices_command", required=True)
     run = add(
-        "run", cmd_invoices_run, "invoice every ended period as of an instant", invoice_commands
+        "run",
+        cmd_invoices_run,
+        "invoice every ended period as of an instant",
+        invoice_commands,
+        action="invoices.run",
     )
     run.add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
     run.add_argument("--customer", help="only this customer")
@@ -278,14 +337,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reason", help="why this run; kept with it in billing.runs")
     run.add_argument("--lines", action="store_true", help="print each invoice's lines")
     export = add(
-        "export", cmd_invoices_export, "write every invoice's current state", invoice_commands
+        "export",
+        cmd_invoices_export,
+        "write every invoice's current state",
+        invoice_commands,
+        action="invoices.read",
     )
     export.add_argument("--format", choices=["json"], default="json")
     export.add_argument("--out", required=True, help="file to write")
     usage = commands.add_parser("usage", help="current-period usage")
     usage_commands = usage.add_subparsers(dest="usage_command", required=True)
     show = add(
-        "show", cmd_usage_show, "current-period usage and an estimated amount", usage_commands
+        "show",
+        cmd_usage_show,
+        "current-period usage and an estimated amount",
+        usage_commands,
+        action="usage.read",
     )
     show.add_argument("--customer", required=True)
     show.add_argument("--tenant", help="the customer's tenant (needed when ids repeat)")
@@ -296,12 +363,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--meter", help="only this meter in --window output")
     add(
-        "lineage", cmd_lineage, "trace an invoice line to aggregates, events and landing files"
+        "lineage",
+        cmd_lineage,
+        "trace an invoice line to aggregates, events and landing files",
+        action="lineage.read",
     ).add_argument("--invoice-line", required=True, metavar="ID")
     add(
-        "reconcile", cmd_reconcile, "check layers and invoices agree (exit 3 on a mismatch)"
+        "reconcile",
+        cmd_reconcile,
+        "check layers and invoices agree (exit 3 on a mismatch)",
+        action="reconcile.run",
     ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
-    add("demo", cmd_demo, "generate data and run everything end to end")
+    keys = commands.add_parser("keys", help="access keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = add(
+        "create",
+        cmd_keys_create,
+        "print a new access key (stored hashed)",
+        key_commands,
+        action="warehouse.admin",
+    )
+    create.add_argument("--tenant", required=True, help="the tenant it sees, or * for all")
+    create.add_argument("--role", default="analyst", help="engineer, analyst, auditor or finance")
+    add("demo", cmd_demo, "generate data and run everything end to end", action="warehouse.admin")
     return parser
 
 
@@ -310,6 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.load(warehouse=args.warehouse, now=args.now, spark_master=args.master)
+        if args.action is not None:
+            _authorize(args, settings)
         return args.func(args, settings)
     except MeterlakeError as exc:
         print(f"meterlake: error: {exc}", file=sys.stderr)

@@ -28,6 +28,13 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    raw = (env.get(name) or "off").strip().lower()
+    if raw not in ("on", "off"):
+        raise ConfigError(f"{name}: {raw!r} must be on or off")
+    return raw == "on"
+
+
 @dataclass(frozen=True)
 class S3Settings:
     """Where an ``s3a://`` warehouse lives; credentials come from the AWS chain, never from here."""
@@ -60,6 +67,7 @@ class Settings:
     default_tenant: str = "default"
     manifests_per_batch: int = 64
     stream_interval_seconds: int = 10
+    access_control: bool = False
 
     @classmethod
     def load(
@@ -94,6 +102,7 @@ class Settings:
             max_line_bytes=_int(env, "METERLAKE_MAX_LINE_BYTES", 1024 * 1024),
             manifests_per_batch=max(1, _int(env, "METERLAKE_MANIFESTS_PER_BATCH", 64)),
             stream_interval_seconds=_int(env, "METERLAKE_STREAM_INTERVAL_SECONDS", 10),
+            access_control=_switch(env, "METERLAKE_ACCESS_CONTROL"),
         )
 
     def with_warehouse(self, warehouse: str) -> Settings:

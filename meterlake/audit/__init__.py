@@ -1,0 +1,1 @@
+"""Who may do what (roles, tenant scope, keys) and the record of what they read."""
