@@ -170,7 +170,9 @@ def cmd_invoices_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_invoices_export(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.billing.export import write_export
 
-    count = write_export(_spark(settings), settings, args.out)
+    spark = _spark(settings)
+    count = write_export(spark, settings, args.out)
+    _log_read(args, settings, spark, count)
     print(f"exported {count} invoice(s) to {args.out}")
     return 0
 
@@ -179,8 +181,9 @@ def cmd_usage_show(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.billing.estimate import estimate_report
 
     as_of = _instant(args.as_of, "--as-of") if args.as_of else settings.now()
+    spark = _spark(settings)
     lines = estimate_report(
-        _spark(settings),
+        spark,
         settings,
         args.customer,
         as_of,
@@ -188,6 +191,7 @@ def cmd_usage_show(args: argparse.Namespace, settings: Settings) -> int:
         window=args.window,
         meter=args.meter,
     )
+    _log_read(args, settings, spark, len(lines))
     print("\n".join(lines))
     return 0
 
@@ -195,14 +199,19 @@ def cmd_usage_show(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_lineage(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.billing.lineage import lineage_report
 
-    print("\n".join(lineage_report(_spark(settings), settings, args.invoice_line)))
+    spark = _spark(settings)
+    lines = lineage_report(spark, settings, args.invoice_line, tenant=args.tenant)
+    _log_read(args, settings, spark, len(lines))
+    print("\n".join(lines))
     return 0
 
 
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.reconcile.run import reconcile, report
 
-    run = reconcile(_spark(settings), settings, _instant(args.as_of, "--as-of"))
+    spark = _spark(settings)
+    run = reconcile(spark, settings, _instant(args.as_of, "--as-of"))
+    _log_read(args, settings, spark, len(run.findings))
     print("\n".join(report(run)))
     return 3 if run.mismatches else 0
 
@@ -220,12 +229,23 @@ def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _log_read(args: argparse.Namespace, settings: Settings, spark: SparkSession, rows: int) -> None:
+    """Record a read (who, what, which tenant, rows) in audit.query_log."""
+    from meterlake.audit.query_log import log_query
+
+    internal = {"func", "action", "command", "key", "principal"}
+    arguments = {k: v for k, v in vars(args).items() if k not in internal and v is not None}
+    tenant = getattr(args, "tenant", None)
+    log_query(spark, settings, args.principal, args.command, arguments, tenant, rows)
+
+
 def _authorize(args: argparse.Namespace, settings: Settings) -> None:
     """Check the caller's key against the command (no-op unless access control is on);
     a tenant-scoped key limits commands that take ``--tenant`` to its tenant."""
     from meterlake.audit.access import authenticate, authorize
 
     principal = authenticate(settings, args.key or os.environ.get("METERLAKE_KEY"))
+    args.principal = principal
     scopable = hasattr(args, "tenant")
     tenant = authorize(principal, args.action, getattr(args, "tenant", None), scopable=scopable)
     if scopable:
@@ -258,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         """A command; ``action`` is what access control checks (None: reads no data)."""
         sub = parent.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(func=func, action=action)
+        sub.set_defaults(func=func, action=action, command=sub.prog.removeprefix("meterlake "))
         return sub
 
     add("init", cmd_init, "create all tables (idempotent)", action="warehouse.admin")
@@ -362,12 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also list usage in windows: tumbling:1h, sliding:1h/15m, session:30m or period",
     )
     show.add_argument("--meter", help="only this meter in --window output")
-    add(
+    lineage = add(
         "lineage",
         cmd_lineage,
         "trace an invoice line to aggregates, events and landing files",
         action="lineage.read",
-    ).add_argument("--invoice-line", required=True, metavar="ID")
+    )
+    lineage.add_argument("--invoice-line", required=True, metavar="ID")
+    lineage.add_argument("--tenant", help="the line's tenant (a tenant key implies its own)")
     add(
         "reconcile",
         cmd_reconcile,

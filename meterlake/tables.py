@@ -530,6 +530,27 @@ BILLING_OUTBOX = TableSpec(
     ),
 )
 
+AUDIT_QUERY_LOG = TableSpec(
+    layer="audit",
+    name="query_log",
+    description=(
+        "Every read through the CLI or API: who (key id, role, the key's tenant scope), what"
+        " (command and arguments), which tenant it was limited to, when, and rows returned."
+    ),
+    schema=_schema(
+        ("query_id", StringType(), False),
+        ("at", TimestampType(), False),
+        ("key_id", StringType(), False),
+        ("role", StringType(), False),
+        ("key_tenant", StringType(), False),
+        ("tenant", StringType(), True),
+        ("command", StringType(), False),
+        ("arguments", StringType(), False),
+        ("rows", LongType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -552,6 +573,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     BILLING_RUNS,
     RECON_RESULTS,
     QUALITY_RESULTS,
+    AUDIT_QUERY_LOG,
 )
 
 

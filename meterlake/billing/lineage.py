@@ -77,13 +77,20 @@ def _events(spark, settings, line, version: int) -> DataFrame:
     return events
 
 
-def lineage_report(spark: SparkSession, settings: Settings, line_id: str) -> list[str]:
+def lineage_report(
+    spark: SparkSession, settings: Settings, line_id: str, *, tenant: str | None = None
+) -> list[str]:
+    """The trace of one current invoice line; ``tenant`` limits the search to that
+    tenant's lines (another tenant's line is reported as not found)."""
     from pyspark.sql import functions as F
 
     from meterlake.billing.estimate import one_customer
     from meterlake.catalog.store import read_catalog
 
-    found = current_lines(spark, settings).where(F.col("line_id") == line_id).collect()
+    lines = current_lines(spark, settings).where(F.col("line_id") == line_id)
+    if tenant is not None:
+        lines = lines.where(F.col("tenant_id") == tenant)
+    found = lines.collect()
     if not found:
         raise ConfigError(f"--invoice-line: no current invoice line {line_id!r}")
     line = found[0]

@@ -177,3 +177,36 @@ def test_bad_invoice_flags_are_one_line_errors(cli) -> None:
         meterlake("usage", "show", "--customer", "acme", "--window", "hopping", env=env)
     )
     assert "--window" in line
+
+
+def test_roles_and_tenants_are_enforced_and_reads_are_logged(cli, spark) -> None:
+    from meterlake import tables
+    from meterlake.config import Settings
+
+    folder, run, env = cli
+    analyst, finance = (run("keys", "create", "--tenant", "default", "--role", r).strip()
+                        for r in ("analyst", "finance"))  # fmt: skip
+    enforced = {**env, "METERLAKE_ACCESS_CONTROL": "on"}
+
+    def as_(key: str | None, *args: str):
+        return meterlake(*args, env={**enforced, "METERLAKE_KEY": key or ""})
+
+    refused = [
+        (None, "usage", "show", "--customer", "acme"),
+        (analyst, "invoices", "run", "--as-of", "2026-02-18T00:00:00Z"),
+        (analyst, "usage", "show", "--customer", "acme", "--tenant", "other"),
+        (finance, "events", "load", str(folder / "late.jsonl")),
+        (finance, "reconcile", "--as-of", "2026-02-18T00:00:00Z"),  # spans every tenant
+    ]
+    for key, *args in refused:
+        result = as_(key, *args)
+        assert result.returncode == 4 and result.stderr.count("\n") == 1, (args, result.stderr)
+    shown = as_(analyst, "--now", "2026-02-21T00:00:00Z", "usage", "show", "--customer", "acme")
+    assert shown.returncode == 0, shown.stderr
+    settings = Settings.load(env=env)
+    (logged,) = tables.read(spark, settings, tables.AUDIT_QUERY_LOG).collect()
+    assert (logged.role, logged.key_tenant, logged.tenant, logged.command) == (
+        "analyst", "default", "default", "usage show",
+    )  # fmt: skip
+    assert logged.rows == len(shown.stdout.splitlines())
+    assert json.loads(logged.arguments)["customer"] == "acme"
