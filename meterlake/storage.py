@@ -21,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlparse
@@ -119,8 +120,8 @@ class S3Storage:
     region: str
     spool: Path
 
-    @property
-    def _client(self):
+    @cached_property
+    def _client(self):  # one client per storage object, not per request
         import boto3
         from botocore.config import Config
 

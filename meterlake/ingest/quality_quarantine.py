@@ -49,7 +49,8 @@ def failing_rows(spark: SparkSession, settings: Settings) -> dict[tuple[str, int
 def _quarantine_frame(
     spark: SparkSession, settings: Settings, failing: dict[tuple[str, int], str]
 ) -> DataFrame:
-    """The offending rows as quarantine rows, with their landing lines' bytes."""
+    """The offending rows as quarantine rows, with their landing lines' bytes (and their
+    ``billing_date``, which the quarantine table does not keep, for the windows)."""
     from pyspark.sql import functions as F
 
     keys = spark.createDataFrame(
@@ -77,6 +78,7 @@ def _quarantine_frame(
         F.lit(settings.now()).cast("timestamp").alias("quarantined_at"),
         F.lit(None).cast("timestamp").alias("replayed_at"),
         F.lit(None).cast("string").alias("replay_outcome"),
+        "billing_date",
     )
 
 
@@ -119,13 +121,7 @@ def quarantine_failing(spark: SparkSession, settings: Settings) -> int:
         scope = (F.col("reason") == reasons.QUALITY_FAILED) & F.col("replayed_at").isNull()
         append_missing(moving, settings, tables.BRONZE_QUARANTINE, LINEAGE, scope)
         touched: dict[tuple[str, str], set[date]] = defaultdict(set)
-        for row in (
-            tables.read(spark, settings, tables.BRONZE_EVENTS)
-            .join(moving.select(*LINEAGE), LINEAGE, "left_semi")
-            .select("tenant_id", "customer_id", "billing_date")
-            .distinct()
-            .collect()
-        ):
+        for row in moving.select("tenant_id", "customer_id", "billing_date").distinct().collect():
             touched[row.tenant_id, row.customer_id].add(row.billing_date)
         _delete_from_bronze(spark, settings, moving.select(*LINEAGE))
     finally:
