@@ -216,6 +216,14 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return 3 if run.mismatches else 0
 
 
+def cmd_tier_run(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.tiering.move import summary, tier_run
+
+    report = tier_run(_spark(settings), settings, _instant(args.as_of, "--as-of"))
+    print("\n".join(summary(report)))
+    return 0
+
+
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.audit.access import create_key
 
@@ -395,6 +403,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_reconcile,
         "check layers and invoices agree (exit 3 on a mismatch)",
         action="reconcile.run",
+    ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
+    tier = commands.add_parser("tier", help="hot/warm/cold tiering")
+    tier_commands = tier.add_subparsers(dest="tier_command", required=True)
+    add(
+        "run",
+        cmd_tier_run,
+        "move data between tiers by age: copy, verify, log, then delete",
+        tier_commands,
+        action="warehouse.admin",
     ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
     keys = commands.add_parser("keys", help="access keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)

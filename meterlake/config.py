@@ -68,6 +68,8 @@ class Settings:
     manifests_per_batch: int = 64
     stream_interval_seconds: int = 10
     access_control: bool = False
+    cold_root: str | None = None
+    vacuum_retention_hours: int = 168
 
     @classmethod
     def load(
@@ -103,6 +105,10 @@ class Settings:
             manifests_per_batch=max(1, _int(env, "METERLAKE_MANIFESTS_PER_BATCH", 64)),
             stream_interval_seconds=_int(env, "METERLAKE_STREAM_INTERVAL_SECONDS", 10),
             access_control=_switch(env, "METERLAKE_ACCESS_CONTROL"),
+            cold_root=_normalise_warehouse(env["METERLAKE_COLD_ROOT"])
+            if env.get("METERLAKE_COLD_ROOT")
+            else None,
+            vacuum_retention_hours=_int(env, "METERLAKE_VACUUM_RETENTION_HOURS", 168),
         )
 
     def with_warehouse(self, warehouse: str) -> Settings:
@@ -112,8 +118,24 @@ class Settings:
         return now(self.pinned_now)
 
     @property
+    def cold(self) -> str:
+        """Where raw events go when they leave the hot tier: ``METERLAKE_COLD_ROOT`` (another
+        bucket or prefix, so lifecycle rules can archive it alone), else ``<warehouse>/cold``."""
+        return self.cold_root or f"{self.warehouse}/cold"
+
+    @property
     def is_object_store(self) -> bool:
-        return self.warehouse.startswith(("s3a://", "s3://"))
+        """The warehouse itself is on object storage."""
+        return _on_s3(self.warehouse)
+
+    @property
+    def uses_s3(self) -> bool:
+        """Spark needs S3A: the warehouse or the cold tier is on object storage."""
+        return _on_s3(self.warehouse) or _on_s3(self.cold)
+
+
+def _on_s3(root: str) -> bool:
+    return root.startswith(("s3a://", "s3://"))
 
 
 def _normalise_warehouse(value: str) -> str:

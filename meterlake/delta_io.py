@@ -38,6 +38,8 @@ def append(
     transform cannot widen a table by accident.
     """
     writer = _conform(df, spec).write.format("delta").mode("append")
+    if spec.compression:
+        writer = writer.option("compression", spec.compression)
     if txn is not None:
         writer = writer.option("txnAppId", txn[0]).option("txnVersion", txn[1])
     writer.save(spec.path(settings))
@@ -87,3 +89,47 @@ def upsert(
         .whenNotMatchedInsertAll()
         .execute()
     )
+
+
+def delete_matching(
+    keys: DataFrame,
+    settings: Settings,
+    spec: TableSpec,
+    on: list[str],
+    *,
+    metadata: str | None = None,
+) -> None:
+    """Delete the rows of ``spec`` that match a row of ``keys`` on ``on``, in one commit.
+
+    On an append-only table the guard is lifted for exactly this commit and restored
+    whatever happens. ``metadata`` is recorded as the commit's ``userMetadata``, so a
+    caller that crashed after the commit can find it in the table's history.
+    """
+    from delta.tables import DeltaTable
+
+    spark = keys.sparkSession
+    path = spec.path(settings)
+    append_only = spec.properties.get("delta.appendOnly") == "true"
+
+    def guard(value: str) -> None:
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.appendOnly' = '{value}')")
+
+    if append_only:
+        guard("false")
+    try:
+        if metadata is not None:
+            spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
+        try:
+            condition = " AND ".join(f"t.{key} = k.{key}" for key in on)
+            (
+                DeltaTable.forPath(spark, path)
+                .alias("t")
+                .merge(keys.alias("k"), condition)
+                .whenMatchedDelete()
+                .execute()
+            )
+        finally:
+            spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+    finally:
+        if append_only:
+            guard("true")

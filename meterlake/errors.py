@@ -37,6 +37,12 @@ class WarehouseError(MeterlakeError):
     """The warehouse is missing a table or holds something meterlake did not write."""
 
 
+class TieringError(MeterlakeError):
+    """A copy between tiers did not verify; the source was left as it was."""
+
+    exit_code = 3
+
+
 class StaleDataError(MeterlakeError):
     """A step would read tables that are behind their inputs (run ``pipeline run`` first)."""
 

@@ -39,7 +39,7 @@ def delta_package() -> str:
 
 def required_packages(settings: Settings, *, kafka: bool = False, s3: bool = False) -> list[str]:
     packages = [delta_package()]
-    if s3 or settings.is_object_store:
+    if s3 or settings.uses_s3:
         packages.append(HADOOP_AWS)
     if kafka:
         packages.append(KAFKA)
@@ -89,6 +89,12 @@ def build_session(
         # Delta rebuilds table state (e.g. to look up idempotent-write versions) with this many
         # partitions; its default of 50 costs seconds per commit on a small machine.
         .config("spark.databricks.delta.snapshotPartitions", str(settings.shuffle_partitions))
+        # VACUUM lists the table's folders in this many tasks (default 10,000: ~25 s per
+        # VACUUM of even a small table on two cores).
+        .config(
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism",
+            str(settings.shuffle_partitions * 4),
+        )
         .config("spark.driver.memory", settings.driver_memory)
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.executor.extraJavaOptions", java_opts)
@@ -110,7 +116,7 @@ def build_session(
         builder = builder.config(key, value)
     spark = _launch_with_log(builder, settings)
     spark.sparkContext.setLogLevel("ERROR")
-    if settings.is_object_store:
+    if settings.uses_s3:
         # A session that already existed ignores the builder's spark.hadoop.* settings;
         # S3A reads them from the live Hadoop configuration.
         hadoop = spark.sparkContext._jsc.hadoopConfiguration()

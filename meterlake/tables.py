@@ -53,12 +53,16 @@ class TableSpec:
     properties: dict[str, str] = field(default_factory=dict)
     constraints: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    cold: bool = False  # lives under the cold tier's root, not the warehouse
+    compression: str | None = None  # Parquet codec for its data files (None: Spark's default)
 
     @property
     def qualified_name(self) -> str:
         return f"{self.layer}.{self.name}"
 
     def path(self, settings: Settings) -> str:
+        if self.cold:
+            return f"{settings.cold}/{self.name}"
         return f"{settings.warehouse}/{self.layer}/{self.name}"
 
 
@@ -112,6 +116,30 @@ BRONZE_EVENTS = TableSpec(
             "billing_time = event_time OR (clock_skew AND billing_time = received_at)"
         ),
         "line_number_positive": "line_number > 0",
+    },
+)
+
+COLD_EVENTS = TableSpec(
+    layer="cold",
+    name="events",
+    cold=True,
+    compression="zstd",
+    description=(
+        "Raw events moved out of the hot tier: bronze's columns, the move that copied them,"
+        " zstd-compressed Parquet partitioned for per-tenant retention."
+    ),
+    schema=StructType(
+        [
+            *BRONZE_EVENTS.schema.fields,
+            StructField("move_id", StringType(), False),
+            StructField("moved_at", TimestampType(), False),
+        ]
+    ),
+    partition_by=("tenant_id", "billing_date"),
+    properties={
+        "delta.dataSkippingStatsColumns": (
+            "customer_id,event_type,billing_time,received_at,batch_id,move_id"
+        ),
     },
 )
 
@@ -551,6 +579,29 @@ AUDIT_QUERY_LOG = TableSpec(
     properties=dict(APPEND_ONLY),
 )
 
+AUDIT_TIERING_LOG = TableSpec(
+    layer="audit",
+    name="tiering_log",
+    description=(
+        "Every step of every tier move: copied, verified (rows and content checksum per"
+        " partition), deleted from the source, abandoned, downsampled, expired, vacuumed."
+    ),
+    schema=_schema(
+        ("move_id", StringType(), False),
+        ("at", TimestampType(), False),
+        ("tenant_id", StringType(), True),
+        ("step", StringType(), False),
+        ("source", StringType(), False),
+        ("target", StringType(), True),
+        ("billing_date", DateType(), True),
+        ("rows", LongType(), False),
+        ("checksum", StringType(), True),
+        ("bronze_version", LongType(), True),
+        ("detail", StringType(), True),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -574,6 +625,8 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     RECON_RESULTS,
     QUALITY_RESULTS,
     AUDIT_QUERY_LOG,
+    AUDIT_TIERING_LOG,
+    COLD_EVENTS,
 )
 
 

@@ -22,6 +22,7 @@ from meterlake.catalog.model import Customer
 from meterlake.clock import format_instant
 from meterlake.currency import format_money
 from meterlake.errors import ConfigError
+from meterlake.tiering.events import events_at
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -77,7 +78,7 @@ def current_estimate(
     tenant: str | None = None,
 ) -> Estimate:
     from meterlake.catalog.store import read_catalog
-    from meterlake.rollups.refresh import bronze_version
+    from meterlake.tiering.events import bronze_version
 
     stored = read_catalog(spark, settings)
     customer = one_customer(stored, customer_id, tenant)
@@ -154,13 +155,12 @@ def _zone(customer: Customer):
 def _event_windows(spark, settings, estimate: Estimate, spec, meter) -> list[str]:
     from pyspark.sql import functions as F
 
-    from meterlake import tables
     from meterlake.rollups.meter_values import metered_events
     from meterlake.rollups.windows import usage_windows
 
     customer, period = estimate.customer, estimate.period
     meters = estimate.stored.catalog.meters
-    events = tables.read(spark, settings, tables.BRONZE_EVENTS).where(
+    events = events_at(spark, settings).where(
         (F.col("tenant_id") == customer.tenant)
         & (F.col("customer_id") == customer.id)
         & (F.col("billing_time") >= F.lit(period.start))

@@ -41,11 +41,12 @@ def _quantity_before(
     from pyspark.sql import functions as F
 
     from meterlake.rollups.period_usage import period_usage
-    from meterlake.rollups.refresh import bronze_at, horizon
+    from meterlake.rollups.refresh import horizon
+    from meterlake.tiering.events import events_at
 
     if bound is None:
         return Decimal(0)
-    events = bronze_at(spark, settings, version).where(
+    events = events_at(spark, settings, version).where(
         (F.col("tenant_id") == customer.tenant)
         & (F.col("customer_id") == customer.id)
         & (F.col("received_at") < F.lit(bound))
@@ -62,9 +63,9 @@ def _quantity_before(
 def _events(spark, settings, line, version: int) -> DataFrame:
     from pyspark.sql import functions as F
 
-    from meterlake.rollups.refresh import bronze_at
+    from meterlake.tiering.events import events_at
 
-    events = bronze_at(spark, settings, version).where(
+    events = events_at(spark, settings, version).where(
         (F.col("tenant_id") == line.tenant_id)
         & (F.col("customer_id") == line.customer_id)
         & (F.col("event_type") == line.event_type)

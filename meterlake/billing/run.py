@@ -75,7 +75,8 @@ def require_current(spark: SparkSession, settings: Settings, as_of: datetime) ->
     landing batch received by then is in bronze and that silver and gold follow it."""
     from meterlake.catalog.store import current_version
     from meterlake.ingest.landing import manifest_entries
-    from meterlake.rollups.refresh import bronze_version, load_state
+    from meterlake.rollups.refresh import load_state
+    from meterlake.tiering.events import bronze_version
 
     if as_of > settings.now():
         raise ConfigError(
@@ -125,7 +126,8 @@ def usage_rows(
     from pyspark.sql import functions as F
 
     from meterlake.rollups.period_usage import period_usage
-    from meterlake.rollups.refresh import bronze_at, horizon
+    from meterlake.rollups.refresh import horizon
+    from meterlake.tiering.events import events_at
 
     keys = spark.createDataFrame(
         [(c.tenant, c.id) for c in customers], "k_tenant string, k_customer string"
@@ -139,7 +141,7 @@ def usage_rows(
             "left_semi",
         )
 
-    bronze = bronze_at(spark, settings, version)
+    bronze = events_at(spark, settings, version)
     newest = bronze.agg(F.max("received_at")).first()[0]
     if from_bronze or (newest is not None and from_table(newest) > as_of):
         events = mine(bronze.where(F.col("received_at") <= F.lit(as_of)))

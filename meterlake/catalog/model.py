@@ -70,9 +70,23 @@ class Customer:
 
 
 @dataclass(frozen=True)
+class TierAges:
+    """How old (by billing time, in days) a tenant's data is when it changes tier: raw
+    events leave the hot tier (bronze) for cold storage at ``hot_days``, the minute
+    rollups go too (warm keeps hourly ones); hourly rollups go at ``warm_days``; cold raw
+    events are deleted after ``retention_days``. Defaults are the seed's 30/180 days and
+    seven years of retention."""
+
+    hot_days: int = 30
+    warm_days: int = 180
+    retention_days: int = 2557
+
+
+@dataclass(frozen=True)
 class Tenant:
     id: str
     grace: timedelta = DEFAULT_GRACE
+    tiers: TierAges = TierAges()
 
 
 @dataclass(frozen=True)
@@ -94,3 +108,6 @@ class Catalog:
     def grace(self, tenant: str) -> timedelta:
         """How long after a period ends its tenant's late events still count as on time."""
         return next((t.grace for t in self.tenants if t.id == tenant), DEFAULT_GRACE)
+
+    def tiers(self, tenant: str) -> TierAges:
+        return next((t.tiers for t in self.tenants if t.id == tenant), TierAges())

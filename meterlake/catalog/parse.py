@@ -30,6 +30,7 @@ from meterlake.catalog.model import (
     Subscription,
     Tenant,
     Tier,
+    TierAges,
 )
 from meterlake.clock import parse_instant
 from meterlake.currency import MINOR_UNITS
@@ -111,10 +112,7 @@ def parse_catalog(document: Any, *, sha256: str = "", source: str = "") -> Catal
     plans_by_id = {p.id: p for p in plans}
     customers = tuple(_customer(c, i, plans_by_id) for i, c in enumerate(document["customers"]))
     _unique(((c.tenant, c.id) for c in customers), "customers", "id")
-    tenants = tuple(
-        Tenant(t["id"], timedelta(hours=t.get("grace_hours", 48)))
-        for t in document.get("tenants", [])
-    )
+    tenants = tuple(_tenant(t, i) for i, t in enumerate(document.get("tenants", [])))
     _unique((t.id for t in tenants), "tenants", "id")
     return Catalog(
         meters,
@@ -125,6 +123,22 @@ def parse_catalog(document: Any, *, sha256: str = "", source: str = "") -> Catal
         tenants=tenants,
         text=json.dumps(document, default=str),  # JSON is YAML: storable and re-parseable
     )
+
+
+def _tenant(raw: dict, index: int) -> Tenant:
+    defaults = TierAges()
+    ages = TierAges(
+        raw.get("hot_days", defaults.hot_days),
+        raw.get("warm_days", defaults.warm_days),
+        raw.get("retention_days", defaults.retention_days),
+    )
+    if not ages.hot_days < ages.warm_days <= ages.retention_days:
+        raise CatalogError(
+            f"tenants[{index}].warm_days",
+            f"tier ages must rise: hot_days {ages.hot_days} < warm_days {ages.warm_days}"
+            f" <= retention_days {ages.retention_days}",
+        )
+    return Tenant(raw["id"], timedelta(hours=raw.get("grace_hours", 48)), ages)
 
 
 def _schema_error(error) -> CatalogError:

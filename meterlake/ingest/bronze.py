@@ -21,6 +21,7 @@ from meterlake.ingest.event_schema import load_event_schemas
 from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED, classify
 from meterlake.ingest.landing import LandingBatch
 from meterlake.ingest.parse import parse_lines
+from meterlake.tiering.events import events_at
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -155,7 +156,7 @@ def admit(spark: SparkSession, settings: Settings, lines: DataFrame, prior: Data
 
 
 def prior_events(spark: SparkSession, settings: Settings) -> DataFrame:
-    return tables.read(spark, settings, tables.BRONZE_EVENTS).select(
+    return events_at(spark, settings).select(
         "tenant_id", "event_id", "payload_sha256", "batch_id", "line_number"
     )
 
@@ -208,9 +209,15 @@ def process_batches(
             quarantine_rows(admitted, now_ts), settings, tables.BRONZE_QUARANTINE, lineage, in_scope
         )
         # Keyed on lineage: a line written by this epoch's first attempt, or re-admitted
-        # by a quarantine replay meanwhile, is never written twice.
+        # by a quarantine replay meanwhile, is never written twice; nor is one a tier move
+        # has taken to cold since (a batch reprocessed after its checkpoint was lost).
+        moved = tables.read(spark, settings, tables.COLD_EVENTS).where(in_scope).select(*lineage)
         append_missing(
-            bronze_rows(admitted, now_ts), settings, tables.BRONZE_EVENTS, lineage, in_scope
+            bronze_rows(admitted, now_ts).join(moved, lineage, "left_anti"),
+            settings,
+            tables.BRONZE_EVENTS,
+            lineage,
+            in_scope,
         )
     finally:
         admitted.unpersist()

@@ -20,7 +20,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from meterlake import tables
-from meterlake.delta_io import append_missing
+from meterlake.delta_io import append_missing, delete_matching
 from meterlake.ingest import reasons
 from meterlake.ingest.bronze import landing_lines
 from meterlake.ingest.landing import manifest_entries
@@ -82,36 +82,14 @@ def _quarantine_frame(
     )
 
 
-def _delete_from_bronze(spark: SparkSession, settings: Settings, keys: DataFrame) -> None:
-    """Delete the rows at ``keys`` from bronze, lifting its append-only guard for exactly
-    this commit (and restoring it whatever happens)."""
-    from delta.tables import DeltaTable
-
-    path = tables.BRONZE_EVENTS.path(settings)
-
-    def guard(value: str) -> None:
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.appendOnly' = '{value}')")
-
-    guard("false")
-    try:
-        (
-            DeltaTable.forPath(spark, path)
-            .alias("b")
-            .merge(keys.alias("k"), "b.batch_id = k.batch_id AND b.line_number = k.line_number")
-            .whenMatchedDelete()
-            .execute()
-        )
-    finally:
-        guard("true")
-
-
 def quarantine_failing(spark: SparkSession, settings: Settings) -> int:
     """Move every bronze row the bronze suite fails to quarantine (see the module
     docstring); returns how many rows moved."""
     from pyspark.sql import functions as F
 
     from meterlake.catalog.store import read_catalog
-    from meterlake.rollups.refresh import bronze_version, refresh_touched
+    from meterlake.rollups.refresh import refresh_touched
+    from meterlake.tiering.events import bronze_version
 
     failing = failing_rows(spark, settings)
     if not failing:
@@ -123,7 +101,7 @@ def quarantine_failing(spark: SparkSession, settings: Settings) -> int:
         touched: dict[tuple[str, str], set[date]] = defaultdict(set)
         for row in moving.select("tenant_id", "customer_id", "billing_date").distinct().collect():
             touched[row.tenant_id, row.customer_id].add(row.billing_date)
-        _delete_from_bronze(spark, settings, moving.select(*LINEAGE))
+        delete_matching(moving.select(*LINEAGE), settings, tables.BRONZE_EVENTS, LINEAGE)
     finally:
         moving.unpersist()
     if touched:

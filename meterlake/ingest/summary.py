@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.tiering.events import events_at
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -39,7 +40,7 @@ def ingest_summary(spark: SparkSession, settings: Settings) -> IngestSummary:
         .first()
     )
     events = (
-        tables.read(spark, settings, tables.BRONZE_EVENTS)
+        events_at(spark, settings)
         .agg(F.count("*").alias("n"), F.coalesce(F.sum(F.col("clock_skew").cast("int")), F.lit(0)))
         .first()
     )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.tiering.events import events_at
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -52,7 +53,7 @@ def silver_usage_day(spark: SparkSession, settings: Settings) -> DataFrame:
     keys = ["tenant_id", "customer_id", "meter_key", "window_date"]
     meters = read_catalog(spark, settings).catalog.meters
     bronze = (
-        metered_events(tables.read(spark, settings, tables.BRONZE_EVENTS), meters)
+        metered_events(events_at(spark, settings), meters)
         .groupBy(
             "tenant_id", "customer_id", "meter_key", F.col("billing_date").alias("window_date")
         )

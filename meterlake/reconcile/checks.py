@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.clock import format_instant
+from meterlake.tiering.events import events_at
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -110,7 +111,7 @@ def completeness(spark: SparkSession, settings: Settings) -> list[Finding]:
         (F.col("quarantine") + F.coalesce("moved", F.lit(0))).alias("quarantine"),
         (F.col("bronze") + F.col("duplicates") + F.col("quarantine")).alias("read"),
     )
-    bronze = tables.read(spark, settings, tables.BRONZE_EVENTS).groupBy("batch_id").count()
+    bronze = events_at(spark, settings).groupBy("batch_id").count()
     in_quarantine = quarantine.groupBy("batch_id").count()
     actual = (
         accounting.select("batch_id", "read")
@@ -125,7 +126,7 @@ def completeness(spark: SparkSession, settings: Settings) -> list[Finding]:
 def _metered(spark: SparkSession, settings: Settings, stored: StoredCatalog) -> DataFrame:
     from meterlake.rollups.meter_values import metered_events
 
-    bronze = tables.read(spark, settings, tables.BRONZE_EVENTS)
+    bronze = events_at(spark, settings)
     return metered_events(bronze, stored.catalog.meters)
 
 

@@ -27,6 +27,7 @@ from meterlake.delta_io import overwrite, upsert
 from meterlake.rollups import period_usage as gold
 from meterlake.rollups import silver
 from meterlake.storage import storage_for
+from meterlake.tiering.events import bronze_version, events_at
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -66,19 +67,6 @@ def _save_state(settings: Settings, state: RollupState) -> None:
     storage_for(settings).write(STATE_KEY, json.dumps(asdict(state)).encode())
 
 
-def bronze_version(spark: SparkSession, settings: Settings) -> int:
-    from delta.tables import DeltaTable
-
-    path = tables.BRONZE_EVENTS.path(settings)
-    return DeltaTable.forPath(spark, path).history(1).first().version
-
-
-def bronze_at(spark: SparkSession, settings: Settings, version: int) -> DataFrame:
-    """Bronze as of ``version`` (time travel), so a refresh and its lineage agree."""
-    path = tables.BRONZE_EVENTS.path(settings)
-    return spark.read.format("delta").option("versionAsOf", version).load(path)
-
-
 def horizon(settings: Settings) -> datetime:
     """Schedules reach past every event: billing time is at most the skew limit after
     receipt, and receipt is at most now."""
@@ -89,7 +77,7 @@ def rebuild(spark: SparkSession, settings: Settings, stored: StoredCatalog, vers
     """Every silver grain and gold from bronze at ``version``, replacing what was there."""
     from meterlake.rollups.meter_values import metered_events
 
-    events = bronze_at(spark, settings, version)
+    events = events_at(spark, settings, version)
     metered = metered_events(events, stored.catalog.meters).persist()
     try:
         for grain in silver.GRAINS:
@@ -118,7 +106,7 @@ def refresh_touched(
 
     from meterlake.rollups.meter_values import metered_events
 
-    bronze = bronze_at(spark, settings, version)
+    bronze = events_at(spark, settings, version)
     keys = spark.createDataFrame(
         [(*key, day) for key, days in touched.items() for day in days],
         "k_tenant string, k_customer string, k_date date",

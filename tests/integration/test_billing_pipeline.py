@@ -19,7 +19,8 @@ from meterlake.catalog.store import read_catalog, store_catalog
 from meterlake.config import Settings
 from meterlake.ingest.landing import land_file
 from meterlake.pipeline import run_pipeline
-from meterlake.rollups.refresh import bronze_version, rebuild
+from meterlake.rollups.refresh import rebuild
+from meterlake.tiering.events import bronze_version
 from meterlake.warehouse import init_warehouse
 
 CATALOG = b"""
