@@ -200,7 +200,9 @@ def cmd_lineage(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.billing.lineage import lineage_report
 
     spark = _spark(settings)
-    lines = lineage_report(spark, settings, args.invoice_line, tenant=args.tenant)
+    lines = lineage_report(
+        spark, settings, args.invoice_line, tenant=args.tenant, out_file=args.out
+    )
     _log_read(args, settings, spark, len(lines))
     print("\n".join(lines))
     return 0
@@ -221,6 +223,36 @@ def cmd_tier_run(args: argparse.Namespace, settings: Settings) -> int:
 
     report = tier_run(_spark(settings), settings, _instant(args.as_of, "--as-of"))
     print("\n".join(summary(report)))
+    return 0
+
+
+def cmd_gdpr_export(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.audit.subject_export import subject_document, write_subject
+
+    spark = _spark(settings)
+    tenant = args.tenant or settings.default_tenant
+    document = subject_document(spark, settings, tenant, customer=args.customer, user=args.user)
+    events = write_subject(document, args.out)
+    _log_read(args, settings, spark, events)
+    print(f"{args.out}: {events} event(s), {len(document['quarantined'])} quarantined line(s)")
+    return 0
+
+
+def cmd_gdpr_erase(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.audit.erasure import erase_user
+
+    erasure = erase_user(
+        _spark(settings),
+        settings,
+        args.tenant or settings.default_tenant,
+        args.user,
+        requested_by=args.principal.key_id,
+        reason=args.reason,
+    )
+    print(f"erasure {erasure.erasure_id}: user replaced by {erasure.pseudonym}")
+    for table, rows in erasure.rows.items():
+        print(f"  {table:<24}{rows:>8} row(s)")
+    print(f"  landing files rewritten {len(erasure.files):>8}")
     return 0
 
 
@@ -398,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lineage.add_argument("--invoice-line", required=True, metavar="ID")
     lineage.add_argument("--tenant", help="the line's tenant (a tenant key implies its own)")
+    lineage.add_argument("--out", help="write every event behind the line here (JSON lines)")
     add(
         "reconcile",
         cmd_reconcile,
@@ -413,6 +446,30 @@ def build_parser() -> argparse.ArgumentParser:
         tier_commands,
         action="warehouse.admin",
     ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
+    gdpr = commands.add_parser("gdpr", help="data-subject export and erasure")
+    gdpr_commands = gdpr.add_subparsers(dest="gdpr_command", required=True)
+    subject_export = add(
+        "export",
+        cmd_gdpr_export,
+        "all data of one customer or user, every tier, as JSON",
+        gdpr_commands,
+        action="gdpr.export",
+    )
+    who = subject_export.add_mutually_exclusive_group(required=True)
+    who.add_argument("--customer", metavar="ID")
+    who.add_argument("--user", metavar="ID")
+    subject_export.add_argument("--tenant", help="the subject's tenant (default: default)")
+    subject_export.add_argument("--out", required=True, help="file to write")
+    erase = add(
+        "erase",
+        cmd_gdpr_erase,
+        "replace a user's identifier by a pseudonym in every tier (totals unchanged)",
+        gdpr_commands,
+        action="gdpr.erase",
+    )
+    erase.add_argument("--user", required=True, metavar="ID")
+    erase.add_argument("--tenant", help="the user's tenant (default: default)")
+    erase.add_argument("--reason", help="why (e.g. the request's reference); kept in the record")
     keys = commands.add_parser("keys", help="access keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = add(

@@ -13,10 +13,12 @@ Two ways to make a retried write exactly-once, each used where it is cheaper:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from meterlake.config import Settings
     from meterlake.tables import TableSpec
@@ -91,6 +93,31 @@ def upsert(
     )
 
 
+@contextmanager
+def _writable(
+    spark: SparkSession, spec: TableSpec, path: str, metadata: str | None
+) -> Iterator[None]:
+    """Lift an append-only table's guard for the commits inside (restored whatever
+    happens) and tag them with ``metadata`` as Delta ``userMetadata``."""
+
+    def guard(value: str) -> None:
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.appendOnly' = '{value}')")
+
+    append_only = spec.properties.get("delta.appendOnly") == "true"
+    if append_only:
+        guard("false")
+    try:
+        if metadata is not None:
+            spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
+        try:
+            yield
+        finally:
+            spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+    finally:
+        if append_only:
+            guard("true")
+
+
 def delete_matching(
     keys: DataFrame,
     settings: Settings,
@@ -101,35 +128,41 @@ def delete_matching(
 ) -> None:
     """Delete the rows of ``spec`` that match a row of ``keys`` on ``on``, in one commit.
 
-    On an append-only table the guard is lifted for exactly this commit and restored
-    whatever happens. ``metadata`` is recorded as the commit's ``userMetadata``, so a
-    caller that crashed after the commit can find it in the table's history.
+    On an append-only table the guard is lifted for exactly this commit. ``metadata`` is
+    recorded as the commit's ``userMetadata``, so a caller that crashed after the commit
+    can find it in the table's history.
     """
     from delta.tables import DeltaTable
 
     spark = keys.sparkSession
     path = spec.path(settings)
-    append_only = spec.properties.get("delta.appendOnly") == "true"
+    condition = " AND ".join(f"t.{key} = k.{key}" for key in on)
+    with _writable(spark, spec, path, metadata):
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(keys.alias("k"), condition)
+            .whenMatchedDelete()
+            .execute()
+        )
 
-    def guard(value: str) -> None:
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('delta.appendOnly' = '{value}')")
 
-    if append_only:
-        guard("false")
-    try:
-        if metadata is not None:
-            spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
-        try:
-            condition = " AND ".join(f"t.{key} = k.{key}" for key in on)
-            (
-                DeltaTable.forPath(spark, path)
-                .alias("t")
-                .merge(keys.alias("k"), condition)
-                .whenMatchedDelete()
-                .execute()
-            )
-        finally:
-            spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
-    finally:
-        if append_only:
-            guard("true")
+def update_where(
+    spark: SparkSession,
+    settings: Settings,
+    spec: TableSpec,
+    condition: Column,
+    values: dict[str, Column],
+    *,
+    metadata: str | None = None,
+) -> int:
+    """Set ``values`` on the rows of ``spec`` matching ``condition`` in one commit (lifting
+    an append-only guard for it); returns the rows updated."""
+    from delta.tables import DeltaTable
+
+    path = spec.path(settings)
+    table = DeltaTable.forPath(spark, path)
+    with _writable(spark, spec, path, metadata):
+        table.update(condition, values)
+        metrics = table.history(1).first().operationMetrics or {}
+    return int(metrics.get("numUpdatedRows", 0))

@@ -602,6 +602,27 @@ AUDIT_TIERING_LOG = TableSpec(
     properties=dict(APPEND_ONLY),
 )
 
+AUDIT_ERASURES = TableSpec(
+    layer="audit",
+    name="erasures",
+    description=(
+        "GDPR erasures: which tenant, the pseudonym that replaced the user's identifier (never"
+        " the identifier), who asked and why, rows rewritten per table, landing files"
+        " rewritten with their sha256 before and after."
+    ),
+    schema=_schema(
+        ("erasure_id", StringType(), False),
+        ("at", TimestampType(), False),
+        ("tenant_id", StringType(), False),
+        ("pseudonym", StringType(), False),
+        ("requested_by", StringType(), False),
+        ("reason", StringType(), True),
+        ("rows", MapType(StringType(), LongType()), False),
+        ("files", StringType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -626,6 +647,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     QUALITY_RESULTS,
     AUDIT_QUERY_LOG,
     AUDIT_TIERING_LOG,
+    AUDIT_ERASURES,
     COLD_EVENTS,
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterlake import tables
@@ -78,11 +79,58 @@ def _events(spark, settings, line, version: int) -> DataFrame:
     return events
 
 
+def _event_lines(
+    spark: SparkSession, settings: Settings, events: DataFrame, version: int
+) -> list[str]:
+    """Count, quantity sum and sample ids of the line's events, then their landing files
+    with the sha256 recorded when each batch landed."""
+    from pyspark.sql import functions as F
+
+    total = events.agg(F.count("*").alias("n"), F.sum("quantity").alias("sum")).first()
+    sample = [r.event_id for r in events.orderBy("billing_time", "event_id").limit(3).collect()]
+    batches = tables.read(spark, settings, tables.BRONZE_BATCHES).select("batch_id", "sha256")
+    files = (
+        events.groupBy("batch_id", "landing_file")
+        .agg(F.count("*").alias("n"), F.min("line_number").alias("first"))
+        .join(batches, "batch_id", "left")
+        .orderBy("batch_id")
+        .collect()
+    )
+    out = [
+        f"  bronze.events as of version {version} (Delta time travel, hot and cold tiers):"
+        f" {total.n} event(s), quantity sum {format_quantity(total.sum or Decimal(0))},"
+        f" e.g. {', '.join(sample) or '-'}",
+        f"  {sum(f.n for f in files)} event(s) from {len(files)} landing file(s):",
+    ]
+    out += [
+        f"    {f.landing_file}  sha256 {f.sha256}  {f.n} event(s), first at line {f.first}"
+        for f in files
+    ]
+    return out
+
+
+def _write_events(events: DataFrame, out_file: str | Path) -> int:
+    """Every event behind the line, one JSON object per line, in billing-time order."""
+    import json
+
+    rows = events.orderBy("billing_time", "event_id").collect()
+    with open(out_file, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row.asDict(), default=str, sort_keys=True) + "\n")
+    return len(rows)
+
+
 def lineage_report(
-    spark: SparkSession, settings: Settings, line_id: str, *, tenant: str | None = None
+    spark: SparkSession,
+    settings: Settings,
+    line_id: str,
+    *,
+    tenant: str | None = None,
+    out_file: str | Path | None = None,
 ) -> list[str]:
     """The trace of one current invoice line; ``tenant`` limits the search to that
-    tenant's lines (another tenant's line is reported as not found)."""
+    tenant's lines (another tenant's line is reported as not found); ``out_file`` gets the
+    full list of the line's events as JSON lines."""
     from pyspark.sql import functions as F
 
     from meterlake.billing.estimate import one_customer
@@ -120,15 +168,14 @@ def lineage_report(
         f" {format_instant(from_table(line.period_end))}), {received};"
         f" bronze version {line.bronze_version}"
     )
-    events = _events(spark, settings, line, line.bronze_version)
-    files = (
-        events.groupBy("batch_id", "landing_file")
-        .agg(F.count("*").alias("n"), F.min("line_number").alias("first"))
-        .orderBy("batch_id")
-        .collect()
-    )
-    out.append(f"  {sum(f.n for f in files)} event(s) from {len(files)} landing file(s):")
-    out += [f"    {f.landing_file}  {f.n} event(s), first at line {f.first}" for f in files]
+    events = _events(spark, settings, line, line.bronze_version).persist()
+    try:
+        out += _event_lines(spark, settings, events, line.bronze_version)
+        if out_file is not None:
+            written = _write_events(events, out_file)
+            out.append(f"  full event list ({written} event(s)) written to {out_file}")
+    finally:
+        events.unpersist()
     window = (
         tables.read(spark, settings, tables.SILVER_USAGE_HOUR)
         .where(

@@ -144,8 +144,12 @@ def test_two_hundred_days_of_tiering(spark, tiered: Settings, tmp_path: Path) ->
     invoices = export_document(spark, final)["invoices"]
     first = next(i for i in invoices if i["customer_id"] == "c2" and i["status"] == "final")
     usage = next(line for line in first["lines"] if line["kind"] == "usage")
-    report = lineage_report(spark, final, usage["line_id"], tenant="default")
+    listing = tmp_path / "line-events.jsonl"
+    report = lineage_report(spark, final, usage["line_id"], tenant="default", out_file=listing)
     assert report[-1].endswith("matches the line"), report
+    listed = [json.loads(row) for row in listing.read_text().splitlines()]
+    assert sum(Decimal(e["quantity"]) for e in listed) == Decimal(usage["quantity"]) > 0
+    assert f"full event list ({len(listed)} event(s))" in "\n".join(report)
 
     # Invoices regenerate identically from the tiers: drop billing, rollups and the stream
     # checkpoints (the landing batches are read again), rebuild, bill again.
@@ -203,3 +207,5 @@ def test_a_killed_move_loses_and_duplicates_nothing(
     moved = sum(1 for e in events if datetime.fromisoformat(e["timestamp"]).date() < cut)
     assert cold.count() == cold.select("event_id").distinct().count() == moved
     assert tables.read(spark, at, tables.BRONZE_EVENTS).count() == len(events) - moved
+    files = list(Path(tables.COLD_EVENTS.path(at)).rglob("*.parquet"))
+    assert files and all(f.name.endswith(".zstd.parquet") for f in files)

@@ -1,0 +1,115 @@
+"""GDPR: a user's export covers every tier; erasure leaves no trace of the identifier in
+any tier or landing file while event counts, distinct-user counts and invoices stay."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from meterlake import tables
+from meterlake.audit.erasure import erase_user
+from meterlake.audit.subject_export import subject_document
+from meterlake.billing.export import export_document
+from meterlake.billing.run import run_invoices
+from meterlake.catalog.parse import parse_catalog_text
+from meterlake.catalog.store import store_catalog
+from meterlake.ingest.landing import land_file
+from meterlake.pipeline import run_pipeline
+from meterlake.storage import storage_for
+from meterlake.tiering.events import events_at
+from meterlake.tiering.move import tier_run
+
+SUBJECT = "jane.doe@example.com"
+CATALOG = b"""
+meters:
+  - {key: api_calls, event_type: api_call, aggregation: sum}
+  - {key: seats, event_type: api_call, aggregation: unique_count, property: user_id}
+plans:
+  - id: team
+    currency: USD
+    charges:
+      - {type: usage, meter: api_calls, model: per_unit, unit_price: "0.01"}
+      - {type: usage, meter: seats, model: per_unit, unit_price: "5.00"}
+customers:
+  - {id: acme, timezone: UTC, billing_anchor: calendar,
+     subscriptions: [{plan: team, start: "2026-01-01T00:00:00Z", end: null}]}
+"""
+QUIET = {"progress": lambda _: None}
+
+
+def _call(n: int, day: int, user: str, customer: str = "acme") -> dict:
+    return {
+        "event_id": f"e{n}",
+        "customer_id": customer,
+        "event_type": "api_call",
+        "quantity": n,
+        "timestamp": (datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)).isoformat(),
+        "user_id": user,
+        "properties": {"invited_by": SUBJECT if n % 2 else "admin"},
+    }
+
+
+def _snapshot(spark, settings) -> tuple:
+    from pyspark.sql import functions as F
+
+    every = events_at(spark, settings)
+    users = every.agg(F.count("*"), F.sum("quantity"), F.countDistinct("user_id")).first()
+    unique = tables.read(spark, settings, tables.SILVER_USAGE_DAY).where(
+        F.col("meter_key") == "seats"
+    )
+    days = sorted((r.window_date, r.unique_count) for r in unique.collect())
+    invoices = [
+        (i["period_start"], i["status"], i["total"])
+        for i in export_document(spark, settings)["invoices"]
+    ]
+    return tuple(users), days, invoices
+
+
+def test_export_then_erase_a_user_in_every_tier(spark, warehouse, tmp_path: Path) -> None:
+    from pyspark.sql import functions as F
+
+    received = replace(warehouse, pinned_now=datetime(2026, 2, 4, tzinfo=UTC))
+    settings = replace(warehouse, pinned_now=datetime(2026, 2, 10, tzinfo=UTC))
+    store_catalog(spark, settings, parse_catalog_text(CATALOG, "catalog.yaml"))
+    events = [_call(n, n, SUBJECT if n % 3 == 0 else f"user{n % 4}") for n in range(1, 40)]
+    events.append(_call(99, 38, SUBJECT, customer="nobody"))  # quarantined: unknown customer
+    source = tmp_path / "usage.jsonl"
+    source.write_text("".join(json.dumps(e) + "\n" for e in events))
+    land_file(received, source, "default")
+    run_pipeline(spark, settings, **QUIET)
+    run_invoices(spark, settings, settings.now())
+    tier_run(spark, settings, settings.now(), **QUIET)  # days before Jan 11 go cold
+
+    exported = subject_document(spark, settings, "default", user=SUBJECT)
+    mentioning = {e["event_id"] for e in events[:-1] if SUBJECT in json.dumps(e)}
+    assert {e["event_id"] for e in exported["events"]} == mentioning
+    assert {e["tier"] for e in exported["events"]} == {"hot", "cold"}
+    assert len(exported["quarantined"]) == 1
+    customer = subject_document(spark, settings, "default", customer="acme")
+    assert len(customer["events"]) == 39 and customer["invoices"]
+    before = _snapshot(spark, settings)
+
+    erasure = erase_user(spark, settings, "default", SUBJECT, requested_by="test", reason="DSR-1")
+    assert erasure.rows["bronze.events"] + erasure.rows["cold.events"] == len(mentioning)
+    assert erasure.rows["bronze.quarantine"] == 1 and len(erasure.files) == 1
+
+    quoted = json.dumps(SUBJECT)
+    for spec in (tables.BRONZE_EVENTS, tables.COLD_EVENTS):
+        frame = tables.read(spark, settings, spec)
+        assert frame.where(F.col("user_id") == SUBJECT).count() == 0
+        assert frame.where(F.col("properties").contains(SUBJECT)).count() == 0
+    raw = tables.read(spark, settings, tables.BRONZE_QUARANTINE).select(F.col("raw").cast("string"))
+    assert raw.where(F.col("raw").contains(SUBJECT)).count() == 0
+    storage = storage_for(settings)
+    assert all(SUBJECT.encode() not in storage.read(key) for key in storage.keys("landing/events/"))
+    record = tables.read(spark, settings, tables.AUDIT_ERASURES).collect()
+    assert len(record) == 1 and SUBJECT not in json.dumps(record[0].asDict(), default=str)
+    assert quoted not in json.dumps(subject_document(spark, settings, "default", customer="acme"))
+
+    assert subject_document(spark, settings, "default", user=SUBJECT)["events"] == []
+    pseudonymous = subject_document(spark, settings, "default", user=erasure.pseudonym)
+    assert len(pseudonymous["events"]) == len(mentioning)
+    run_invoices(spark, settings, settings.now())
+    assert _snapshot(spark, settings) == before
