@@ -7,6 +7,7 @@ start a JVM. Errors a user can fix are one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -223,6 +224,14 @@ def cmd_tier_run(args: argparse.Namespace, settings: Settings) -> int:
 
     report = tier_run(_spark(settings), settings, _instant(args.as_of, "--as-of"))
     print("\n".join(summary(report)))
+    return 0
+
+
+def cmd_tier_lifecycle(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.tiering.lifecycle import apply_lifecycle
+
+    for rule in apply_lifecycle(settings, basic=args.basic):
+        print(f"{rule['ID']}: {json.dumps({k: v for k, v in rule.items() if k != 'ID'})}")
     return 0
 
 
@@ -446,6 +455,17 @@ def build_parser() -> argparse.ArgumentParser:
         tier_commands,
         action="warehouse.admin",
     ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
+    add(
+        "lifecycle",
+        cmd_tier_lifecycle,
+        "apply infra/lifecycle.json to the cold tier's bucket (boto3; no Spark)",
+        tier_commands,
+        action="warehouse.admin",
+    ).add_argument(
+        "--basic",
+        action="store_true",
+        help="expiration rules only (servers without archive classes, e.g. MinIO)",
+    )
     gdpr = commands.add_parser("gdpr", help="data-subject export and erasure")
     gdpr_commands = gdpr.add_subparsers(dest="gdpr_command", required=True)
     subject_export = add(

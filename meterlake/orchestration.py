@@ -110,6 +110,22 @@ def reconcile(as_of: str) -> dict[str, Any]:
 
 
 @task_body
+def tier(as_of: str) -> dict[str, Any]:
+    """Move data down the tiers by age (copy, verify, log, delete, vacuum)."""
+    from meterlake.tiering.move import summary, tier_run
+
+    spark, settings = _open()
+    report = tier_run(spark, settings, parse_instant(as_of))
+    print("\n".join(summary(report)))
+    return {
+        "move_id": report.move_id,
+        "moved": sum(n for n, _ in report.moved.values()),
+        "expired": report.expired,
+        "vacuum_floor": report.vacuum_floor,
+    }
+
+
+@task_body
 def finalise(as_of: str) -> dict[str, Any]:
     """Finalise the due periods' invoices and write their outbox events."""
     from meterlake.billing.close import finalise_due

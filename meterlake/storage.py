@@ -202,11 +202,16 @@ def storage_for(settings: Settings, spool: str = "landing/.tmp") -> Storage:
     )
 
 
+def s3_client(endpoint: str | None, region: str = "us-east-1"):
+    """A boto3 S3 client configured like the storage's (path-style, standard retries)."""
+    return S3Storage("", "", endpoint, region, Path(tempfile.gettempdir()))._client
+
+
 def create_bucket(bucket: str, endpoint: str | None, region: str = "us-east-1") -> bool:
     """Create ``bucket`` unless it exists (infra/s3.sh); True when this call made it."""
     from botocore.exceptions import ClientError
 
-    client = S3Storage(bucket, "", endpoint, region, Path(tempfile.gettempdir()))._client
+    client = s3_client(endpoint, region)
     try:
         client.create_bucket(Bucket=bucket)
     except ClientError as exc:

@@ -126,7 +126,9 @@ def erase_user(
     erasure_id = secrets.token_hex(8)
     tag = f"gdpr:{erasure_id}"
     files = _rewrite_landing(settings, sorted(landing), user, pseudonym)
-    swap = {"user_id": F.when(F.col("user_id") == user, F.lit(pseudonym)).otherwise(F.col("user_id"))}
+    swap = {
+        "user_id": F.when(F.col("user_id") == user, F.lit(pseudonym)).otherwise(F.col("user_id"))
+    }
     for column in TEXT_COLUMNS:
         swap[column] = F.replace(F.col(column), F.lit(_quoted(user)), F.lit(_quoted(pseudonym)))
     rows = {

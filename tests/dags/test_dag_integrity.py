@@ -25,6 +25,7 @@ EXPECTED = {
     "meterlake_invoice_run",
     "meterlake_data_quality",
     "meterlake_reconcile_daily",
+    "meterlake_tiering",
 }
 
 PROBE = """

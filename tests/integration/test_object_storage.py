@@ -106,3 +106,19 @@ def test_ingest_to_invoice_on_s3a(spark, s3_settings: Settings, tmp_path: Path) 
         bronze.startswith("s3a://meterlake/")
         and spark.read.format("delta").load(bronze).count() == 1
     )
+
+
+def test_cold_tier_lifecycle_rules_on_the_server(s3_settings: Settings) -> None:
+    """The policy from infra/lifecycle.json reaches the bucket through boto3; MinIO has no
+    archive class without a configured remote tier nor a multipart rule, and the full policy
+    is refused in one line."""
+    from meterlake.errors import ConfigError
+    from meterlake.tiering.lifecycle import apply_lifecycle
+
+    prefix = s3_settings.cold.split("/", 3)[3] + "/"
+    held = apply_lifecycle(s3_settings, basic=True)
+    mine = {r["ID"]: r for r in held if r["Filter"].get("Prefix") == prefix}
+    assert set(mine) == {"meterlake-cold-noncurrent"}
+    assert mine["meterlake-cold-noncurrent"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 30
+    with pytest.raises(ConfigError, match="lifecycle on bucket meterlake"):
+        apply_lifecycle(s3_settings)
