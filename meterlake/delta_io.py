@@ -166,3 +166,14 @@ def update_where(
         table.update(condition, values)
         metrics = table.history(1).first().operationMetrics or {}
     return int(metrics.get("numUpdatedRows", 0))
+
+
+def delete_where(
+    spark: SparkSession, settings: Settings, spec: TableSpec, condition: Column
+) -> int:
+    """Delete the rows of ``spec`` matching ``condition`` in one commit; returns how many."""
+    from delta.tables import DeltaTable
+
+    table = DeltaTable.forPath(spark, spec.path(settings))
+    table.delete(condition)
+    return int((table.history(1).first().operationMetrics or {}).get("numDeletedRows", 0))

@@ -33,7 +33,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from meterlake import tables
-from meterlake.delta_io import append, update_where
+from meterlake.delta_io import append, delete_where, update_where
 from meterlake.errors import ConfigError
 from meterlake.storage import storage_for
 from meterlake.tiering.events import bronze_version, events_at
@@ -66,6 +66,13 @@ def mentions(user: str) -> Column:
     for column in TEXT_COLUMNS:
         condition = condition | F.coalesce(F.col(column).contains(_quoted(user)), F.lit(False))
     return condition
+
+
+def mentions_in_raw(tenant: str, user: str) -> Column:
+    """Quarantined lines of ``tenant`` whose raw bytes hold ``user`` as a JSON string."""
+    from pyspark.sql import functions as F
+
+    return (F.col("tenant_id") == tenant) & F.col("raw").cast("string").contains(_quoted(user))
 
 
 def _rewrite_landing(settings: Settings, landing_files: list[str], user: str, pseudonym: str):
@@ -116,9 +123,8 @@ def erase_user(
     for row in found.distinct().collect():
         touched[tenant, row.customer_id].add(row.billing_date)
         landing.add(row.landing_file)
-    quarantined = tables.read(spark, settings, tables.BRONZE_QUARANTINE).where(
-        (F.col("tenant_id") == tenant) & F.col("raw").cast("string").contains(_quoted(user))
-    )
+    in_quarantine = mentions_in_raw(tenant, user)
+    quarantined = tables.read(spark, settings, tables.BRONZE_QUARANTINE).where(in_quarantine)
     landing |= {r.landing_file for r in quarantined.select("landing_file").distinct().collect()}
     if not touched and not landing:
         raise ConfigError(f"--user: no data of user {user!r} in tenant {tenant!r}")
@@ -140,7 +146,7 @@ def erase_user(
         spark,
         settings,
         tables.BRONZE_QUARANTINE,
-        (F.col("tenant_id") == tenant) & F.col("raw").cast("string").contains(_quoted(user)),
+        in_quarantine,
         {"raw": raw.cast("binary")},
         metadata=tag,
     )
@@ -169,7 +175,6 @@ def _drop_windows(
     touched: dict[tuple[str, str], set[date]],
 ) -> int:
     """Delete ``spec``'s windows on the touched (tenant, customer, day)s; rows deleted."""
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     condition = F.lit(False)
@@ -179,6 +184,4 @@ def _drop_windows(
             & (F.col("customer_id") == customer)
             & F.col("window_date").isin(sorted(days))
         )
-    table = DeltaTable.forPath(spark, spec.path(settings))
-    table.delete(condition)
-    return int((table.history(1).first().operationMetrics or {}).get("numDeletedRows", 0))
+    return delete_where(spark, settings, spec, condition)

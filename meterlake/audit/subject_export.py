@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from meterlake import tables
-from meterlake.audit.erasure import mentions
+from meterlake.audit.erasure import mentions, mentions_in_raw
 from meterlake.clock import format_instant, from_table
 from meterlake.errors import ConfigError
 from meterlake.tiering.events import events_at
@@ -99,7 +99,7 @@ def subject_document(
         in_quarantine = subject
     else:
         subject = mine & mentions(user)
-        in_quarantine = mine & F.col("raw").cast("string").contains(json.dumps(user))
+        in_quarantine = mentions_in_raw(tenant, user)
     document["events"] = _events(spark, settings, subject)
     quarantined = (
         tables.read(spark, settings, tables.BRONZE_QUARANTINE)

@@ -33,7 +33,8 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meterlake import tables
-from meterlake.delta_io import append, delete_matching
+from meterlake.catalog.model import TierAges
+from meterlake.delta_io import append, delete_matching, delete_where
 from meterlake.errors import TieringError
 from meterlake.tiering import log
 from meterlake.tiering.events import BRONZE_COLUMNS, bronze_version
@@ -42,7 +43,7 @@ from meterlake.tiering.log import Step
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-    from meterlake.catalog.model import Catalog, TierAges
+    from meterlake.catalog.model import Catalog
     from meterlake.config import Settings
 
 Partition = tuple[str, date]
@@ -76,27 +77,26 @@ def digest(frame: DataFrame) -> Digest:
     return {(r.tenant_id, r.billing_date): (r.rows, str(r.checksum)) for r in rows}
 
 
-def _cutoff(catalog: Catalog, tenants: list[str], as_of: datetime, age) -> Column:
+def _cutoff(catalog: Catalog, as_of: datetime, age: Callable[[TierAges], int]) -> Column:
     """The first billing day a tenant keeps, as a column over ``tenant_id``: days older than
-    ``age(tier ages)`` days before ``as_of`` go."""
+    ``age(tier ages)`` days before ``as_of`` go (tenants the catalog does not list get the
+    default ages)."""
     from pyspark.sql import functions as F
 
     def day(ages: TierAges) -> date:
         return (as_of - timedelta(days=age(ages))).date()
 
-    default = F.lit(day(catalog.tiers("\0")))
-    expression = default
-    for tenant in tenants:
-        expression = F.when(
-            F.col("tenant_id") == tenant, F.lit(day(catalog.tiers(tenant)))
-        ).otherwise(expression)
+    expression = F.lit(day(TierAges()))
+    for tenant in catalog.tenants:
+        expression = F.when(F.col("tenant_id") == tenant.id, F.lit(day(tenant.tiers))).otherwise(
+            expression
+        )
     return expression
 
 
 def _recover(
     spark: SparkSession, settings: Settings, report: TierReport, progress: Progress
 ) -> None:
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     states = log.move_states(spark, settings)
@@ -110,9 +110,7 @@ def _recover(
             )  # fmt: skip
             report.recovered[move] = log.DELETED
         else:
-            DeltaTable.forPath(spark, tables.COLD_EVENTS.path(settings)).delete(
-                F.col("move_id") == move
-            )
+            delete_where(spark, settings, tables.COLD_EVENTS, F.col("move_id") == move)
             steps.append(
                 Step(move, None, log.ABANDONED, tables.COLD_EVENTS.path(settings),
                      detail="delete from bronze never committed; cold copy dropped")
@@ -181,19 +179,6 @@ def _move_hot(
     report.moved = expected
 
 
-def _delete_older(
-    spark: SparkSession, spec: tables.TableSpec, settings: Settings, column: str, cutoff: Column
-) -> int:
-    """Delete ``spec``'s rows whose ``column`` is before the tenant's cutoff; rows deleted."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-
-    table = DeltaTable.forPath(spark, spec.path(settings))
-    table.delete(F.col(column) < cutoff)
-    metrics = table.history(1).first().operationMetrics or {}
-    return int(metrics.get("numDeletedRows", 0))
-
-
 def tier_run(
     spark: SparkSession, settings: Settings, as_of: datetime, *, progress: Progress = print
 ) -> TierReport:
@@ -206,26 +191,18 @@ def tier_run(
 
     report = TierReport(as_of)
     catalog = read_catalog(spark, settings).catalog
-    tenants = sorted({t.id for t in catalog.tenants})
     _recover(spark, settings, report, progress)
-    _move_hot(
-        spark, settings, _cutoff(catalog, tenants, as_of, lambda a: a.hot_days), report, progress
-    )
+    _move_hot(spark, settings, _cutoff(catalog, as_of, lambda a: a.hot_days), report, progress)
     for spec, days in (
         (tables.SILVER_USAGE_MINUTE, lambda a: a.hot_days),
         (tables.SILVER_USAGE_HOUR, lambda a: a.warm_days),
     ):
-        cutoff = _cutoff(catalog, tenants, as_of, days)
-        report.downsampled[spec.qualified_name] = _delete_older(
-            spark, spec, settings, "window_date", cutoff
-        )
-    cold = tables.read(spark, settings, tables.COLD_EVENTS)
-    retention = _cutoff(catalog, tenants, as_of, lambda a: a.retention_days)
-    expiring = digest(cold.where(F.col("billing_date") < retention))
+        older = F.col("window_date") < _cutoff(catalog, as_of, days)
+        report.downsampled[spec.qualified_name] = delete_where(spark, settings, spec, older)
+    expired = F.col("billing_date") < _cutoff(catalog, as_of, lambda a: a.retention_days)
+    expiring = digest(tables.read(spark, settings, tables.COLD_EVENTS).where(expired))
     if expiring:
-        report.expired = _delete_older(
-            spark, tables.COLD_EVENTS, settings, "billing_date", retention
-        )
+        report.expired = delete_where(spark, settings, tables.COLD_EVENTS, expired)
     steps = [
         Step(report.move_id or "-", None, log.DOWNSAMPLED, name, rows=rows)
         for name, rows in report.downsampled.items()
