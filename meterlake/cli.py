@@ -113,11 +113,14 @@ def cmd_pipeline_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_pipeline_stream(args: argparse.Namespace, settings: Settings) -> int:
-    from meterlake.ingest.stream import run_landing_to_bronze
+    from meterlake.pipeline import run_continuous
 
     started = time.monotonic()
-    print(f"streaming landing → bronze every {settings.stream_interval_seconds}s; SIGTERM stops")
-    tally = run_landing_to_bronze(_spark(settings), settings, continuous=True)
+    print(
+        f"streaming landing → bronze every {settings.stream_interval_seconds}s, rollups every"
+        f" {settings.rollup_interval_seconds}s, usage published per batch; SIGTERM stops"
+    )
+    tally = run_continuous(_spark(settings), settings)
     _print_tally(tally, started)
     return 0
 
@@ -299,6 +302,13 @@ def _authorize(args: argparse.Namespace, settings: Settings) -> None:
     tenant = authorize(principal, args.action, getattr(args, "tenant", None), scopable=scopable)
     if scopable:
         args.tenant = tenant
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.capture.app import serve
+
+    serve(settings, args.host, args.port)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -500,7 +510,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="warehouse.admin",
     )
     create.add_argument("--tenant", required=True, help="the tenant it sees, or * for all")
-    create.add_argument("--role", default="analyst", help="engineer, analyst, auditor or finance")
+    create.add_argument(
+        "--role", default="analyst", help="engineer, analyst, auditor, finance or ingest (API)"
+    )
+    serve = add(
+        "serve",
+        cmd_serve,
+        "the HTTP capture and usage API (keys: keys create --role ingest)",
+        action=None,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     add("demo", cmd_demo, "generate data and run everything end to end", action="warehouse.admin")
     return parser
 

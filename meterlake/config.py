@@ -45,6 +45,30 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """Limits of the HTTP capture API (``meterlake serve``); see README, "Capture API"."""
+
+    max_events: int = 1000  # per request
+    max_bytes: int = 1024 * 1024  # per request body
+    rate: int = 20_000  # events per second per tenant (token bucket refill)
+    burst: int = 40_000  # bucket size: events a tenant may send at once
+    max_backlog_events: int = 2_000_000  # landed but not yet in bronze → 503
+    min_free_mb: int = 256  # free space the landing disk must keep → 503
+
+    @classmethod
+    def load(cls, env: Mapping[str, str]) -> ApiSettings:
+        d = cls()
+        return cls(
+            max_events=max(1, _int(env, "METERLAKE_API_MAX_EVENTS", d.max_events)),
+            max_bytes=max(1, _int(env, "METERLAKE_API_MAX_BYTES", d.max_bytes)),
+            rate=max(1, _int(env, "METERLAKE_API_RATE", d.rate)),
+            burst=max(1, _int(env, "METERLAKE_API_BURST", d.burst)),
+            max_backlog_events=_int(env, "METERLAKE_API_MAX_BACKLOG", d.max_backlog_events),
+            min_free_mb=_int(env, "METERLAKE_API_MIN_FREE_MB", d.min_free_mb),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a meterlake command needs to know about its environment.
 
@@ -66,10 +90,12 @@ class Settings:
     max_line_bytes: int = 1024 * 1024
     default_tenant: str = "default"
     manifests_per_batch: int = 64
-    stream_interval_seconds: int = 10
+    stream_interval_seconds: int = 1
+    rollup_interval_seconds: int = 15
     access_control: bool = False
     cold_root: str | None = None
     vacuum_retention_hours: int = 168
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     @classmethod
     def load(
@@ -103,12 +129,14 @@ class Settings:
             backfill_days=_int(env, "METERLAKE_BACKFILL_DAYS", 35),
             max_line_bytes=_int(env, "METERLAKE_MAX_LINE_BYTES", 1024 * 1024),
             manifests_per_batch=max(1, _int(env, "METERLAKE_MANIFESTS_PER_BATCH", 64)),
-            stream_interval_seconds=_int(env, "METERLAKE_STREAM_INTERVAL_SECONDS", 10),
+            stream_interval_seconds=max(1, _int(env, "METERLAKE_STREAM_INTERVAL_SECONDS", 1)),
+            rollup_interval_seconds=max(1, _int(env, "METERLAKE_ROLLUP_INTERVAL_SECONDS", 15)),
             access_control=_switch(env, "METERLAKE_ACCESS_CONTROL"),
             cold_root=_normalise_warehouse(env["METERLAKE_COLD_ROOT"])
             if env.get("METERLAKE_COLD_ROOT")
             else None,
             vacuum_retention_hours=_int(env, "METERLAKE_VACUUM_RETENTION_HOURS", 168),
+            api=ApiSettings.load(env),
         )
 
     def with_warehouse(self, warehouse: str) -> Settings:

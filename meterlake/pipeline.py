@@ -1,7 +1,9 @@
-"""``pipeline run``: landing → bronze → silver → gold, then stop."""
+"""``pipeline run``: landing → bronze → silver → gold, then stop; ``pipeline stream``: the
+same, continuously, with the published current-period usage."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,3 +34,58 @@ def run_pipeline(
         progress("rollups skipped: no catalog loaded yet (`meterlake catalog load FILE`)")
         return PipelineResult(tally, None)
     return PipelineResult(tally, refresh_rollups(spark, settings, progress=progress))
+
+
+def run_continuous(
+    spark: SparkSession, settings: Settings, *, progress: Callable[[str], None] = print
+) -> Tally:
+    """``pipeline stream``: keep bronze, silver, gold and the published current-period usage
+    up to date until SIGTERM/SIGINT.
+
+    Landing → bronze runs as a stream (one micro-batch per trigger with new batches); each
+    micro-batch re-publishes the usage of the customers it touched, priced from bronze,
+    so ``GET /v1/usage`` does not wait for the rollups. The rollups catch up every
+    ``METERLAKE_ROLLUP_INTERVAL_SECONDS`` in a second thread, which also re-publishes
+    customers whose published period has ended.
+    """
+    from meterlake.billing.current_usage import ended_customers, publish_usage
+    from meterlake.catalog.store import current_version
+    from meterlake.ingest.progress import read_progress
+    from meterlake.ingest.stream import run_landing_to_bronze
+
+    publishing = threading.Lock()
+    stop = threading.Event()
+
+    def publish(keys) -> None:
+        with publishing:
+            if current_version(spark, settings) is None:
+                return
+            mark = read_progress(settings)
+            count = publish_usage(spark, settings, keys, mark.through if mark else None)
+            progress(f"usage: {count} customer(s) published")
+
+    def catch_up() -> None:
+        while not stop.wait(settings.rollup_interval_seconds):
+            try:
+                if current_version(spark, settings) is not None:
+                    refresh_rollups(spark, settings, progress=progress)
+                ended = ended_customers(settings)
+                if ended:
+                    publish(ended)
+            except Exception as exc:  # a long-running service: report, retry next round
+                progress(f"rollups: failed ({str(exc).splitlines()[0]}); retrying")
+
+    publish(None)
+    worker = threading.Thread(target=catch_up, name="meterlake-rollups", daemon=True)
+    worker.start()
+    try:
+        return run_landing_to_bronze(
+            spark,
+            settings,
+            continuous=True,
+            progress=progress,
+            on_batch=lambda tally: publish(tally.customers) if tally.customers else None,
+        )
+    finally:
+        stop.set()
+        worker.join()

@@ -9,9 +9,11 @@ as the local operator, as before.
 
 Roles (the seed's users): ``engineer`` runs the pipeline and repairs data; ``analyst``
 reads usage; ``auditor`` reads usage, invoices, lineage and reconciliations;
-``finance`` runs and reads invoices and reconciliations. A key sees its one tenant; a
-key made with tenant ``*`` (the platform's own staff) sees every tenant. Commands that
-cannot be limited to one tenant (``pipeline run``, ``reconcile``...) need such a key.
+``finance`` runs and reads invoices and reconciliations; ``ingest`` is what a product's
+servers hold to send events to the capture API (and read their customers' usage). A key
+sees its one tenant; a key made with tenant ``*`` (the platform's own staff) sees every
+tenant. Commands that cannot be limited to one tenant (``pipeline run``, ``reconcile``...)
+need such a key.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from meterlake.config import Settings
 from meterlake.errors import ConfigError, MeterlakeError
 from meterlake.storage import storage_for
 
-ROLES = ("engineer", "analyst", "auditor", "finance")
+ROLES = ("engineer", "analyst", "auditor", "finance", "ingest")
 ALL_TENANTS = "*"
 KEYS_DIR = "_access/keys"
 
@@ -33,6 +35,7 @@ KEYS_DIR = "_access/keys"
 PERMISSIONS: dict[str, frozenset[str]] = {
     "warehouse.admin": frozenset({"engineer"}),  # init, catalog load, keys
     "events.write": frozenset({"engineer"}),  # events load, pipeline, quarantine, replay
+    "events.send": frozenset({"ingest", "engineer"}),  # POST /v1/events
     "usage.read": frozenset(ROLES),
     "invoices.run": frozenset({"finance"}),
     "invoices.read": frozenset({"finance", "auditor"}),
@@ -71,6 +74,8 @@ def create_key(settings: Settings, tenant: str, role: str) -> tuple[str, Princip
     principal."""
     if role not in ROLES:
         raise ConfigError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
+    if role == "ingest" and tenant == ALL_TENANTS:
+        raise ConfigError("--tenant: an ingest key sends one tenant's events; name the tenant")
     secret = "mlk_" + secrets.token_urlsafe(32)
     digest = _digest(secret)
     principal = Principal(digest[:12], tenant, role)
@@ -85,10 +90,16 @@ def authenticate(settings: Settings, key: str | None) -> Principal:
         return LOCAL_OPERATOR
     if not key:
         raise AccessDenied("access control is on: set METERLAKE_KEY (or --key) to a key")
-    found = storage_for(settings, spool="_access/.tmp").read(f"{KEYS_DIR}/{_digest(key)}.json")
-    if found is None:
+    principal = lookup_key(settings, key)
+    if principal is None:
         raise AccessDenied("the key is not known to this warehouse")
-    return Principal(**json.loads(found))
+    return principal
+
+
+def lookup_key(settings: Settings, key: str) -> Principal | None:
+    """The principal a key was made for, or None for an unknown key (one storage read)."""
+    found = storage_for(settings, spool="_access/.tmp").read(f"{KEYS_DIR}/{_digest(key)}.json")
+    return Principal(**json.loads(found)) if found is not None else None
 
 
 def authorize(

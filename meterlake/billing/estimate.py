@@ -70,6 +70,43 @@ def one_customer(stored: StoredCatalog, customer: str, tenant: str | None) -> Cu
     return found[0]
 
 
+def current_period(customer: Customer, stored: StoredCatalog, as_of: datetime):
+    """The customer's billing period containing ``as_of``, or None (no subscription then)."""
+    grace = stored.catalog.grace(customer.tenant)
+    return next((p for p in schedule(customer, grace, as_of) if p.start <= as_of < p.end), None)
+
+
+def estimates(
+    spark: SparkSession,
+    settings: Settings,
+    stored: StoredCatalog,
+    customers: list[Customer],
+    as_of: datetime,
+    *,
+    from_bronze: bool = False,
+) -> list[Estimate]:
+    """Current-period estimates of ``customers`` (those with a period containing ``as_of``)
+    in one read; ``from_bronze`` prices bronze directly, not waiting for the rollups."""
+    from meterlake.tiering.events import bronze_version
+
+    current = [(c, p) for c in customers if (p := current_period(c, stored, as_of)) is not None]
+    if not current:
+        return []
+    version = bronze_version(spark, settings)
+    found = usage_rows(
+        spark, settings, stored, [c for c, _ in current], as_of, version, from_bronze=from_bronze
+    )
+    out = []
+    for customer, period in current:
+        rows = found.get((customer.tenant, customer.id), [])
+        mine = [r for r in rows if r.period_start == period.start]
+        usage = segment_usage(stored, customer, period, mine)
+        lines = list(price_period(stored.catalog, customer, period, mine).values())
+        currency = stored.catalog.plan(customer.subscriptions[0].plan).currency
+        out.append(Estimate(customer, currency, period, as_of, usage, lines, version, stored, rows))
+    return out
+
+
 def current_estimate(
     spark: SparkSession,
     settings: Settings,
@@ -78,24 +115,15 @@ def current_estimate(
     tenant: str | None = None,
 ) -> Estimate:
     from meterlake.catalog.store import read_catalog
-    from meterlake.tiering.events import bronze_version
 
     stored = read_catalog(spark, settings)
     customer = one_customer(stored, customer_id, tenant)
-    grace = stored.catalog.grace(customer.tenant)
-    period = next((p for p in schedule(customer, grace, as_of) if p.start <= as_of < p.end), None)
-    if period is None:
+    found = estimates(spark, settings, stored, [customer], as_of)
+    if not found:
         raise ConfigError(
             f"--as-of: {customer_id!r} has no billing period containing {format_instant(as_of)}"
         )
-    version = bronze_version(spark, settings)
-    rows = usage_rows(spark, settings, stored, [customer], as_of, version)
-    rows = rows.get((customer.tenant, customer.id), [])
-    mine = [r for r in rows if r.period_start == period.start]
-    usage = segment_usage(stored, customer, period, mine)
-    lines = list(price_period(stored.catalog, customer, period, mine).values())
-    currency = stored.catalog.plan(customer.subscriptions[0].plan).currency
-    return Estimate(customer, currency, period, as_of, usage, lines, version, stored, rows)
+    return found[0]
 
 
 def estimate_report(
@@ -109,6 +137,8 @@ def estimate_report(
     meter: str | None = None,
 ) -> list[str]:
     """The text ``usage show`` prints."""
+    from meterlake.billing.invoices import invoice_id
+    from meterlake.ingest.progress import read_progress
     from meterlake.rollups.refresh import load_state
     from meterlake.rollups.windows import parse_window
 
@@ -122,11 +152,17 @@ def estimate_report(
         f" (starts {local} local; closes {format_instant(p.close)})",
         f"usage received up to {format_instant(as_of)} (bronze version {estimate.bronze_version}):",
     ]
+    mark = read_progress(settings)
+    out.append(f"data fresh as of {mark.received_through if mark else 'unknown (no stream run)'}")
     state = load_state(settings)
     if state is None or state.bronze_version < estimate.bronze_version:
         out.append("  (rollups lag bronze: run `meterlake pipeline run` for the latest usage)")
     out += _usage_lines(estimate.usage)
-    out.append(f"ESTIMATE (not an invoice) for the period so far, {estimate.currency}:")
+    final = _final_invoice(spark, settings, invoice_id(c.tenant, c.id, p.start))
+    if final is not None:
+        out.append(f"FINAL: invoice {final} is final; recomputed here, {estimate.currency}:")
+    else:
+        out.append(f"ESTIMATE (not an invoice) for the period so far, {estimate.currency}:")
     for line in estimate.lines:
         label = f"{line.kind} {line.meter or line.plan}"
         out.append(f"  {label:<32}{format_money(line.amount, estimate.currency):>14}")
@@ -136,6 +172,17 @@ def estimate_report(
     elif spec is not None:
         out += _event_windows(spark, settings, estimate, spec, meter)
     return out
+
+
+def _final_invoice(spark: SparkSession, settings: Settings, wanted: str) -> str | None:
+    """``wanted`` if that invoice exists and is final (an estimate is labelled until then)."""
+    from pyspark.sql import functions as F
+
+    from meterlake import tables
+
+    invoices = tables.read(spark, settings, tables.BILLING_INVOICES)
+    found = invoices.where((F.col("invoice_id") == wanted) & (F.col("status") == "final"))
+    return wanted if found.limit(1).count() else None
 
 
 def _usage_lines(usage: dict[tuple[Segment, str], Decimal]) -> list[str]:

@@ -41,6 +41,7 @@ class Tally:
     bronze_rows: int = 0
     duplicates: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
+    customers: set[tuple[str, str]] = field(default_factory=set)  # (tenant, customer) landed
 
     def record(self, outcome: str, reason: str, count: int) -> None:
         """Count ``count`` lines of one outcome (accepted | duplicate | rejected + reason)."""
@@ -59,6 +60,7 @@ class Tally:
         self.bronze_rows += other.bronze_rows
         self.duplicates += other.duplicates
         self.quarantined.update(other.quarantined)
+        self.customers |= other.customers
 
     @property
     def quarantined_total(self) -> int:
@@ -204,10 +206,17 @@ def process_batches(
             .count()
             .collect()
         )
+        accepted = admitted.where(F.col("outcome") == ACCEPTED).select("tenant_id", "customer_id")
+        customers = {(r.tenant_id, r.customer_id) for r in accepted.distinct().collect()}
         lineage = ["batch_id", "line_number"]
-        append_missing(
-            quarantine_rows(admitted, now_ts), settings, tables.BRONZE_QUARANTINE, lineage, in_scope
-        )
+        if any(row.outcome == REJECTED for row in counts):  # most batches have none: no commit
+            append_missing(
+                quarantine_rows(admitted, now_ts),
+                settings,
+                tables.BRONZE_QUARANTINE,
+                lineage,
+                in_scope,
+            )
         # Keyed on lineage: a line written by this epoch's first attempt, or re-admitted
         # by a quarantine replay meanwhile, is never written twice; nor is one a tier move
         # has taken to cold since (a batch reprocessed after its checkpoint was lost).
@@ -222,6 +231,7 @@ def process_batches(
     finally:
         admitted.unpersist()
     tally, rows = _account(batches, counts, epoch, now_ts)
+    tally.customers = customers
     frame = spark.createDataFrame(rows, schema=tables.nullable_schema(tables.BRONZE_BATCHES))
     append_missing(frame, settings, tables.BRONZE_BATCHES, ["batch_id"], in_scope)
     return tally

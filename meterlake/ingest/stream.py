@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from meterlake.ingest.bronze import Tally, process_batches
 from meterlake.ingest.landing import LandingBatch, ensure_landing, manifest_location
+from meterlake.ingest.progress import record_progress
 from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT = "_checkpoints/landing_to_bronze"
 Progress = Callable[[str], None]
+OnBatch = Callable[[Tally], None]
 
 
 def checkpoint_path(settings: Settings) -> str:
@@ -46,9 +48,11 @@ def run_landing_to_bronze(
     *,
     continuous: bool = False,
     progress: Progress = print,
+    on_batch: OnBatch | None = None,
 ) -> Tally:
     """Take every committed landing batch into bronze and stop (or keep going if continuous).
 
+    After each micro-batch the progress mark is recorded and ``on_batch`` gets its tally.
     Continuous mode stops cleanly at a batch boundary on SIGTERM or SIGINT.
     """
     require_tables(spark, settings)
@@ -67,12 +71,15 @@ def run_landing_to_bronze(
             if not batches:
                 return
             tally = process_batches(spark, settings, batches, epoch_id)
+            record_progress(settings, max(b.received for b in batches))
             total.add(tally)
             progress(
                 f"epoch {epoch_id}: {tally.batches} landing batch(es), {tally.events_read} events"
                 f" → {tally.bronze_rows} bronze, {tally.duplicates} duplicates,"
                 f" {tally.quarantined_total} quarantined ({time.monotonic() - started:.1f}s)"
             )
+            if on_batch is not None:
+                on_batch(tally)
 
     stream = (
         spark.readStream.schema(_manifest_schema())

@@ -1,4 +1,5 @@
-"""Exactly-once under SIGKILL, and `pipeline stream` stopping cleanly on SIGTERM."""
+"""Exactly-once under SIGKILL; `pipeline stream` keeping bronze, rollups and published usage
+current, and stopping cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import signal
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import yaml
 
 from meterlake import synthetic, tables
+from meterlake.billing.current_usage import read_usage
 from meterlake.catalog.parse import parse_catalog
 from meterlake.catalog.store import store_catalog
+from meterlake.clock import parse_instant
 from meterlake.config import Settings
 from meterlake.demo import DEMO_CATALOG
 from meterlake.ingest.landing import land_file
+from meterlake.rollups.refresh import load_state
 from tests.e2e.cli import cli_env, meterlake, spawn
 
 RECEIVED = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -81,11 +86,38 @@ def test_sigkill_mid_write_then_rerun_is_exactly_once(
     assert len(batches) == 3 and sum(b.bronze_rows for b in batches) == total
 
 
-def test_stream_processes_new_batches_and_stops_on_sigterm(
+def published_api_calls(settings: Settings, customer: str) -> tuple[dict, Decimal]:
+    """The published view of ``customer`` and its api_calls quantity over all segments."""
+    view = read_usage(settings, "default", customer)
+    assert view is not None, f"{customer} not published"
+    total = sum(Decimal(u["quantity"]) for u in view["usage"] if u["meter"] == "api_calls")
+    return view, total
+
+
+def bronze_api_calls(spark, settings: Settings, customer: str, view: dict) -> Decimal:
+    """The same quantity straight from bronze (independent of rollups and pricing)."""
+    from pyspark.sql import functions as F
+
+    period = view["period"]
+    rows = tables.read(spark, settings, tables.BRONZE_EVENTS).where(
+        (F.col("customer_id") == customer)
+        & (F.col("event_type") == "api_call")
+        & (F.col("billing_time") >= F.lit(parse_instant(period["start"])))
+        & (F.col("billing_time") < F.lit(parse_instant(period["end"])))
+    )
+    return rows.agg(F.sum("quantity")).first()[0] or Decimal(0)
+
+
+def test_stream_keeps_bronze_rollups_and_usage_current_and_stops_on_sigterm(
     spark, warehouse: Settings, tmp_path: Path
 ) -> None:
     prepare(spark, warehouse)
-    env = cli_env(warehouse.warehouse, METERLAKE_STREAM_INTERVAL_SECONDS="1")
+    env = cli_env(
+        warehouse.warehouse,
+        METERLAKE_STREAM_INTERVAL_SECONDS="1",
+        METERLAKE_ROLLUP_INTERVAL_SECONDS="2",
+        METERLAKE_NOW="2026-03-02T12:00:00Z",  # the current period holds the synthetic events
+    )
     stream = spawn("pipeline", "stream", env=env)
     try:
         for round_, expected in ((1, 300), (2, 600)):
@@ -97,6 +129,23 @@ def test_stream_processes_new_batches_and_stops_on_sigterm(
                 assert stream.poll() is None, stream.communicate()[1]
                 time.sleep(1)
             assert tables.read(spark, warehouse, tables.BRONZE_EVENTS).count() == expected
+            for customer in ("acme", "globex"):  # published right after the bronze batch
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    view, published = published_api_calls(warehouse, customer)
+                    if published == bronze_api_calls(spark, warehouse, customer, view):
+                        break
+                    time.sleep(1)
+                assert published == bronze_api_calls(spark, warehouse, customer, view)
+                assert view["status"] == "estimate" and view["freshness"] == "2026-03-02T12:00:00Z"
+        deadline = time.monotonic() + 120  # the rollups catch up on their own
+        while time.monotonic() < deadline and load_state(warehouse).bronze_version < 2:
+            time.sleep(1)
+        minute = tables.read(spark, warehouse, tables.SILVER_USAGE_MINUTE)
+        bronze = tables.read(spark, warehouse, tables.BRONZE_EVENTS)
+        assert minute.where("meter_key = 'api_calls'").agg({"events": "sum"}).first()[0] == (
+            bronze.where("event_type = 'api_call'").count()
+        )
         stream.send_signal(signal.SIGTERM)
         out, err = stream.communicate(timeout=120)
     finally:

@@ -1,0 +1,118 @@
+"""The published current-period usage view: what ``GET /v1/usage`` answers without a JVM.
+
+The continuous pipeline prices the current period of every customer its new events touch
+(with `meterlake.billing.estimate.estimates`, the function ``usage show`` uses, straight
+from bronze so it need not wait for the rollups) and writes one JSON document per tenant,
+``serving/usage/<tenant>.json``, whole (readers never see half of one). Each entry says
+``estimate``: a period still open has no final invoice, and the numbers are the usage
+received so far, fresh as of the stream's progress mark.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Collection
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from meterlake.billing.estimate import Estimate, estimates
+from meterlake.clock import format_instant, parse_instant
+from meterlake.config import Settings
+from meterlake.storage import storage_for
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+VIEW_DIR = "serving/usage"
+
+
+def _key(tenant: str) -> str:
+    return f"{VIEW_DIR}/{tenant}.json"
+
+
+def _money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def entry(estimate: Estimate, freshness: datetime | None) -> dict[str, Any]:
+    """One customer's published usage (decimals as strings: exact, never floats)."""
+    period = estimate.period
+    return {
+        "tenant_id": estimate.customer.tenant,
+        "customer_id": estimate.customer.id,
+        "status": "estimate",
+        "currency": estimate.currency,
+        "period": {
+            "start": format_instant(period.start),
+            "end": format_instant(period.end),
+            "close": format_instant(period.close),
+        },
+        "usage": [
+            {
+                "meter": meter,
+                "plan": segment.plan,
+                "segment_start": format_instant(segment.start),
+                "segment_end": format_instant(segment.end),
+                "quantity": _money(quantity),
+            }
+            for (segment, meter), quantity in estimate.usage.items()
+        ],
+        "lines": [
+            {"kind": x.kind, "plan": x.plan, "meter": x.meter, "amount": _money(x.amount)}
+            for x in estimate.lines
+        ],
+        "estimated_total": _money(estimate.amount),
+        "as_of": format_instant(estimate.as_of),
+        "bronze_version": estimate.bronze_version,
+        "freshness": format_instant(freshness) if freshness else None,
+    }
+
+
+def publish_usage(
+    spark: SparkSession,
+    settings: Settings,
+    keys: Collection[tuple[str, str]] | None,
+    freshness: datetime | None,
+) -> int:
+    """Re-price the current period of the (tenant, customer)s in ``keys`` (None: all) and
+    publish them; returns how many were published."""
+    from meterlake.catalog.store import read_catalog
+
+    stored = read_catalog(spark, settings)
+    chosen = [c for c in stored.catalog.customers if keys is None or (c.tenant, c.id) in keys]
+    found = estimates(spark, settings, stored, chosen, settings.now(), from_bronze=True)
+    per_tenant: dict[str, list[Estimate]] = defaultdict(list)
+    for estimate in found:
+        per_tenant[estimate.customer.tenant].append(estimate)
+    storage = storage_for(settings)
+    for tenant, mine in per_tenant.items():
+        current = storage.read(_key(tenant))
+        document = json.loads(current) if current is not None else {"customers": {}}
+        for estimate in mine:
+            document["customers"][estimate.customer.id] = entry(estimate, freshness)
+        document["updated_at"] = format_instant(settings.now())
+        storage.write(_key(tenant), json.dumps(document, sort_keys=True).encode())
+    return len(found)
+
+
+def ended_customers(settings: Settings) -> set[tuple[str, str]]:
+    """Published customers whose period has ended since: their current period is a new one."""
+    storage = storage_for(settings)
+    now = settings.now()
+    ended = set()
+    for key in storage.keys(VIEW_DIR + "/"):
+        data = storage.read(key)
+        for entry in json.loads(data)["customers"].values() if data else ():
+            if parse_instant(entry["period"]["end"]) <= now:
+                ended.add((entry["tenant_id"], entry["customer_id"]))
+    return ended
+
+
+def read_usage(settings: Settings, tenant: str, customer: str) -> dict[str, Any] | None:
+    """One customer's published current-period usage, or None."""
+    data = storage_for(settings).read(_key(tenant))
+    if data is None:
+        return None
+    return json.loads(data)["customers"].get(customer)

@@ -1,0 +1,1 @@
+"""Capture: the HTTP ingest API (``meterlake serve``) that lands events from products."""

@@ -1,0 +1,289 @@
+"""The HTTP capture and usage API (FastAPI on uvicorn): ``meterlake serve``.
+
+``POST /v1/events`` takes one event or ``{"events": [...]}`` with ``Authorization:
+Bearer <key>``; the tenant is the key's, never the body's. Answers: 202 with a result per
+event once the accepted ones are durably in landing; 422 when none could be accepted;
+400 for a body that is not an event or a batch; 401 without a valid key; 403 for a key
+that may not send; 413 over the size or count limit; 429 over the tenant's rate and 503
+under backpressure, both with ``Retry-After``. ``GET /v1/usage``, ``/healthz``,
+``/metrics`` and the OpenAPI schema (``/openapi.json``, ``/docs``) complete it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from meterlake import __version__
+from meterlake.audit.access import PERMISSIONS, Principal, lookup_key
+from meterlake.capture.body import BadBody, dump_line, parse_body
+from meterlake.capture.limits import Backlog, RateLimits
+from meterlake.capture.metrics import Metrics
+from meterlake.capture.seen import CONFLICT, DUPLICATE, SeenEvents
+from meterlake.capture.validate import EventValidator
+from meterlake.capture.writer import LandingWriter
+from meterlake.clock import format_instant
+from meterlake.config import Settings
+from meterlake.ingest import reasons
+from meterlake.ingest.landing import TENANT_PATTERN
+
+
+class KeyCache:
+    """Key → principal, read from the warehouse once per ``ttl`` seconds (unknown: 5 s)."""
+
+    def __init__(self, settings: Settings, ttl: float = 30.0) -> None:
+        self._settings = settings
+        self._ttl = ttl
+        self._known: dict[str, tuple[Principal | None, float]] = {}
+
+    async def principal(self, key: str) -> Principal | None:
+        cached = self._known.get(key)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        found = await asyncio.to_thread(lookup_key, self._settings, key)
+        self._known[key] = (found, time.monotonic() + (self._ttl if found else 5.0))
+        return found
+
+
+@dataclass
+class Outcome:
+    """What one POST did: per-event results and the lines to land."""
+
+    results: list[dict[str, Any]]
+    lines: list[bytes]
+    ids: list[tuple[str, bytes]]
+
+
+class Capture:
+    """The API's state: validator, limits, writer, metrics; one per server process."""
+
+    def __init__(self, settings: Settings) -> None:
+        api = settings.api
+        self.settings = settings
+        self.validator = EventValidator(settings.backfill_days, settings.max_line_bytes)
+        self.backlog = Backlog(settings)
+        self.writer = LandingWriter(settings, self.backlog)
+        self.limits = RateLimits(api.rate, max(api.burst, api.max_events))
+        self.seen = SeenEvents()
+        self.keys = KeyCache(settings)
+        self.metrics = Metrics()
+        self.metrics.gauge(
+            "meterlake_landing_backlog_events",
+            "events landed by this server and not yet in bronze",
+            lambda: self.backlog.state()[0],
+        )
+        self.metrics.gauge(
+            "meterlake_bronze_lag_seconds",
+            "age of the oldest event landed and not yet in bronze (0: none waiting)",
+            self._bronze_lag,
+        )
+        self.metrics.gauge(
+            "meterlake_freshness_seconds",
+            "age of the newest receipt time bronze has taken in (-1: never ran)",
+            self._freshness,
+        )
+
+    def _bronze_lag(self) -> float:
+        _, oldest, _ = self.backlog.state()
+        return 0.0 if oldest is None else (self.settings.now() - oldest).total_seconds()
+
+    def _freshness(self) -> float:
+        _, _, through = self.backlog.state()
+        return -1.0 if through is None else (self.settings.now() - through).total_seconds()
+
+    def classify(self, tenant: str, events: list[Any], received: datetime) -> Outcome:
+        """Validate each event and spot duplicates (known ids and repeats in the request)."""
+        outcome = Outcome([], [], [])
+        in_request: dict[str, bytes] = {}
+        for index, event in enumerate(events):
+            line = dump_line(event)
+            result: dict[str, Any] = {"index": index}
+            if isinstance(event, dict) and isinstance(event.get("event_id"), str):
+                result["event_id"] = event["event_id"]
+            rejection = self.validator.check(event, line, received)
+            if rejection is not None:
+                outcome.results.append(_rejected(result, rejection.reason, rejection.detail))
+                continue
+            event_id, print_ = event["event_id"], SeenEvents.fingerprint(line)
+            verdict = self.seen.verdict(tenant, event_id, print_)
+            earlier = in_request.get(event_id)
+            if verdict == CONFLICT or (earlier is not None and earlier != print_):
+                detail = f"event_id {event_id} was already sent with a different payload"
+                outcome.results.append(_rejected(result, reasons.DUPLICATE_CONFLICT, detail))
+            elif verdict == DUPLICATE or earlier is not None:
+                outcome.results.append({**result, "status": "duplicate"})
+            else:
+                in_request[event_id] = print_
+                outcome.results.append({**result, "status": "accepted"})
+                outcome.lines.append(line)
+                outcome.ids.append((event_id, print_))
+        return outcome
+
+
+def _rejected(result: dict[str, Any], reason: str, detail: str) -> dict[str, Any]:
+    return {**result, "status": "rejected", "reason": reason, "detail": detail}
+
+
+def create_app(settings: Settings):
+    """The ASGI application (FastAPI)."""
+    from meterlake.billing.current_usage import read_usage
+    from meterlake.capture.openapi import EVENTS_REQUEST, EVENTS_RESPONSES
+
+    capture = Capture(settings)
+    app = FastAPI(
+        title="meterlake capture API",
+        version=__version__,
+        description="Send usage events; read current-period usage.",
+    )
+    app.state.capture = capture
+
+    def error(status: int, message: str, **headers: str) -> JSONResponse:
+        capture.metrics.inc("meterlake_api_requests_total", status=str(status))
+        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+    async def authenticate(request: Request, action: str) -> Principal | JSONResponse:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return error(401, "send Authorization: Bearer <key>", **{"WWW-Authenticate": "Bearer"})
+        principal = await capture.keys.principal(key.strip())
+        if principal is None:
+            return error(401, "the key is not known", **{"WWW-Authenticate": "Bearer"})
+        if principal.role not in PERMISSIONS[action]:
+            return error(403, f"role {principal.role} may not {action}")
+        return principal
+
+    async def read_body(request: Request) -> bytes | JSONResponse:
+        limit = settings.api.max_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return error(413, f"body is {declared} bytes; the limit is {limit}")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return error(413, f"body exceeds the limit of {limit} bytes")
+        return bytes(body)
+
+    @app.post(
+        "/v1/events",
+        status_code=202,
+        openapi_extra={"requestBody": EVENTS_REQUEST},
+        responses=EVENTS_RESPONSES,
+        summary="Send one event or a batch",
+    )
+    async def post_events(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        principal = await authenticate(request, "events.send")
+        if isinstance(principal, JSONResponse):
+            return principal
+        tenant = principal.tenant
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        pressure = await asyncio.to_thread(capture.backlog.pressure)
+        if pressure is not None:
+            return error(503, pressure.reason, **{"Retry-After": str(pressure.retry_after)})
+        try:
+            events = parse_body(body)
+        except BadBody as exc:
+            return error(400, str(exc))
+        limit = settings.api.max_events
+        if len(events) > limit:
+            return error(413, f"batch of {len(events)} events; the limit is {limit}")
+        wait = capture.limits.retry_after(tenant, len(events))
+        if wait:
+            message = f"tenant {tenant} is over its rate limit"
+            return error(429, message, **{"Retry-After": str(wait)})
+        received = settings.now()
+        outcome = await asyncio.to_thread(capture.classify, tenant, events, received)
+        batch_id = None
+        if outcome.lines:
+            try:
+                batch = await capture.writer.land(tenant, outcome.lines)
+            except Exception as exc:  # nothing is acknowledged; the client retries
+                return error(503, f"landing failed: {exc}", **{"Retry-After": "5"})
+            batch_id = batch.batch_id
+            capture.seen.remember(tenant, outcome.ids)
+        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        for result in outcome.results:
+            counts[result["status"]] += 1
+            if result["status"] == "rejected":
+                capture.metrics.inc(
+                    "meterlake_events_rejected_total", tenant=tenant, reason=result["reason"]
+                )
+        capture.metrics.inc("meterlake_events_accepted_total", counts["accepted"], tenant=tenant)
+        capture.metrics.inc("meterlake_events_duplicate_total", counts["duplicate"], tenant=tenant)
+        if batch_id:
+            capture.metrics.inc("meterlake_landing_batches_total")
+        status = 422 if counts["rejected"] == len(events) else 202
+        capture.metrics.inc("meterlake_api_requests_total", status=str(status))
+        capture.metrics.observe(time.perf_counter() - started)
+        payload = {
+            "accepted": counts["accepted"],
+            "duplicates": counts["duplicate"],
+            "rejected": counts["rejected"],
+            "batch_id": batch_id,
+            "received_at": format_instant(received),
+            "results": outcome.results,
+        }
+        return JSONResponse(payload, status_code=status)
+
+    @app.get("/v1/usage", summary="Current-period usage of one customer (estimate until final)")
+    async def get_usage(
+        request: Request,
+        customer_id: str | None = None,
+        customer: str | None = None,
+        tenant: str | None = None,
+    ) -> JSONResponse:
+        principal = await authenticate(request, "usage.read")
+        if isinstance(principal, JSONResponse):
+            return principal
+        wanted = customer_id or customer
+        if not wanted:
+            return error(400, "customer_id is required")
+        scope = principal.tenant if principal.tenant != "*" else tenant
+        if not scope or not TENANT_PATTERN.match(scope):
+            return error(400, "an all-tenant key must name a valid tenant (tenant=...)")
+        if tenant and not principal.can_see(tenant):
+            return error(403, f"the key is scoped to tenant {principal.tenant}")
+        found = await asyncio.to_thread(read_usage, settings, scope, wanted)
+        if found is None:
+            return error(404, f"no current usage for customer {wanted} in tenant {scope}")
+        capture.metrics.inc("meterlake_api_requests_total", status="200")
+        return JSONResponse(found)
+
+    @app.get("/healthz", summary="Liveness and landing state")
+    async def healthz() -> JSONResponse:
+        waiting, oldest, through = await asyncio.to_thread(capture.backlog.state)
+        return JSONResponse(
+            {
+                "status": "ok",
+                "landing_backlog_events": waiting,
+                "oldest_waiting": format_instant(oldest) if oldest else None,
+                "bronze_received_through": format_instant(through) if through else None,
+            }
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        text = await asyncio.to_thread(capture.metrics.render)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the API until SIGTERM/SIGINT (requests in flight finish first)."""
+    import uvicorn
+
+    from meterlake.ingest.landing import ensure_landing
+
+    ensure_landing(settings)
+    print(f"meterlake API on http://{host}:{port} (warehouse {settings.warehouse}); SIGTERM stops")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,58 @@
+"""Request bodies: one event or ``{"events": [...]}`` → events and their landing lines.
+
+Numbers are kept as written (parsed to `Decimal`, written back with their own digits), so
+``"quantity": 0.1`` or a 30-digit quantity lands exactly as the client sent it; a float
+round trip would change money. Each event becomes one compact JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+
+class BadBody(ValueError):
+    """The body is not JSON, or not an event or a batch of events (HTTP 400)."""
+
+
+def _no_constants(name: str) -> Any:
+    raise BadBody(f"body is not valid JSON: {name} is not a JSON value")
+
+
+def parse_body(body: bytes) -> list[Any]:
+    """The events a request carries (each still unchecked: bad ones are reported one by one)."""
+    if not body.strip():
+        raise BadBody('body is empty; send one event or {"events": [...]}')
+    try:
+        document = json.loads(body, parse_float=Decimal, parse_constant=_no_constants)
+    except (ValueError, UnicodeDecodeError) as exc:
+        if isinstance(exc, BadBody):
+            raise
+        raise BadBody(f"body is not valid JSON: {exc}") from None
+    if isinstance(document, dict) and "events" in document:
+        events = document["events"]
+        if set(document) != {"events"} or not isinstance(events, list):
+            raise BadBody('a batch is {"events": [...]} with nothing else')
+        if not events:
+            raise BadBody("the batch holds no events")
+        return events
+    if isinstance(document, dict):
+        return [document]
+    raise BadBody('body must be one event (a JSON object) or {"events": [...]}')
+
+
+def dump_line(value: Any) -> bytes:
+    """``value`` as one compact JSON line (no newline), numbers exactly as parsed."""
+    return _encode(value).encode()
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, dict):
+        items = (_encode(str(k)) + ":" + _encode(v) for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)

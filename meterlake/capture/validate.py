@@ -1,0 +1,137 @@
+"""Early validation of one event at the API, with the reason codes bronze uses.
+
+The API answers each event at once (accepted or rejected with a reason) instead of letting
+a client learn minutes later, from the quarantine, that it sent garbage. The rules come
+from the same places bronze's reader uses: the event's JSON Schema file (applied with
+``jsonschema``), and the quantity and timestamp patterns of `meterlake.ingest.parse`.
+Bronze still checks every landed line again and has the last word (e.g. an unknown
+customer, which the API cannot see without the catalog, is quarantined there).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from typing import Any
+
+from meterlake.ingest import reasons
+from meterlake.ingest.event_schema import EventSchema, load_event_schemas
+from meterlake.ingest.parse import (
+    DECIMAL_TEXT,
+    DEFAULT_SCHEMA_VERSION,
+    ISO_WITH_OFFSET,
+    ISO_WITHOUT_OFFSET,
+)
+
+# JSON Schema keyword that failed → the reason bronze gives the same line.
+_SCHEMA_REASONS = {
+    "required": reasons.MISSING_FIELD,
+    "type": reasons.WRONG_TYPE,
+    "additionalProperties": reasons.UNKNOWN_FIELD,
+}
+_NINE_DECIMALS = Decimal("1e-9")
+_DECIMAL_38_9 = Decimal(10) ** 29  # DECIMAL(38, 9) holds 29 integer digits
+_FRACTION = re.compile(r"[.,]([0-9]{1,9})")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    reason: str
+    detail: str
+
+
+class EventValidator:
+    """Checks events against every known schema version; one instance serves all requests."""
+
+    def __init__(
+        self, backfill_days: int, max_line_bytes: int, schemas: dict[str, EventSchema] | None = None
+    ) -> None:
+        from jsonschema import Draft202012Validator
+
+        found = schemas if schemas is not None else load_event_schemas()
+        self._validators = {v: Draft202012Validator(s.document) for v, s in found.items()}
+        self._backfill = timedelta(days=backfill_days)
+        self._max_line_bytes = max_line_bytes
+
+    def check(self, event: Any, line: bytes, received: datetime) -> Rejection | None:
+        """The first rule ``event`` (serialised as ``line``) breaks, or None."""
+        if len(line) > self._max_line_bytes:
+            return Rejection(
+                reasons.LINE_TOO_LONG,
+                f"event is {len(line)} bytes; the limit is {self._max_line_bytes}",
+            )
+        if not isinstance(event, dict):
+            return Rejection(reasons.NOT_AN_OBJECT, "event is JSON but not an object")
+        version = event.get("schema_version", DEFAULT_SCHEMA_VERSION)
+        validator = self._validators.get(version) if isinstance(version, str) else None
+        if validator is None:
+            known = ", ".join(sorted(self._validators))
+            return Rejection(
+                reasons.UNKNOWN_SCHEMA_VERSION, f"schema_version: {version!r} is not one of {known}"
+            )
+        error = _first_error(validator, event)
+        if error is not None:
+            return error
+        return _check_quantity(event.get("quantity")) or self._check_time(
+            event["timestamp"], received
+        )
+
+    def _check_time(self, text: str, received: datetime) -> Rejection | None:
+        stamp = text.strip().upper()
+        if re.match(ISO_WITHOUT_OFFSET, stamp):
+            return Rejection(
+                reasons.TIMESTAMP_WITHOUT_OFFSET, f"timestamp: {stamp} has no offset; add Z"
+            )
+        instant = _instant(stamp) if re.match(ISO_WITH_OFFSET, stamp) else None
+        if instant is None:
+            return Rejection(reasons.INVALID_TIMESTAMP, f"timestamp: {stamp} is not ISO 8601")
+        if instant < received - self._backfill:
+            return Rejection(
+                reasons.TOO_OLD,
+                f"timestamp is more than {self._backfill.days} days before receipt",
+            )
+        return None
+
+
+def _first_error(validator, event: dict) -> Rejection | None:
+    from jsonschema.exceptions import best_match
+
+    error = best_match(validator.iter_errors(event))
+    if error is None:
+        return None
+    where = ".".join(str(part) for part in error.absolute_path) or "event"
+    return Rejection(
+        _SCHEMA_REASONS.get(str(error.validator), reasons.INVALID_VALUE),
+        f"{where}: {error.message}",
+    )
+
+
+def _check_quantity(value: Any) -> Rejection | None:
+    if value is None:  # absent: 1 (a JSON null is refused by the schema's type)
+        return None
+    text = value.strip() if isinstance(value, str) else str(value)
+    try:
+        number = Decimal(text) if re.match(DECIMAL_TEXT, text) else None
+    except InvalidOperation:
+        number = None
+    if number is None or abs(number) >= _DECIMAL_38_9:
+        return Rejection(reasons.INVALID_QUANTITY, f"quantity: {text} is not a decimal number")
+    with localcontext(prec=80):  # 29 integer + 9 fraction digits exceed the default 28
+        exact = number == number.quantize(_NINE_DECIMALS, rounding=ROUND_HALF_EVEN)
+    if not exact:
+        return Rejection(reasons.INVALID_QUANTITY, f"quantity: {text} has more than 9 decimals")
+    if number < 0:
+        return Rejection(reasons.NEGATIVE_QUANTITY, f"quantity: {text} is negative")
+    return None
+
+
+def _instant(stamp: str) -> datetime | None:
+    """The instant of a timestamp that matched ``ISO_WITH_OFFSET`` (nanoseconds cut to µs)."""
+    normal = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), stamp, count=1)
+    normal = normal.replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(normal)
+    except ValueError:
+        return None

@@ -1,0 +1,69 @@
+"""100,000 events from the SDK through a server killed twice and a network that drops
+requests and answers: bronze ends with every event exactly once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from meterlake import tables
+from meterlake.audit.access import create_key
+from meterlake.ingest.stream import run_landing_to_bronze
+from meterlake.sdk import Client
+from tests.capture_server import ApiServer, FlakyProxy, landed_lines
+from tests.e2e.test_crash_and_stream import prepare
+
+EVENTS = 100_000
+
+
+def test_sdk_delivers_every_event_exactly_once_through_crashes(spark, warehouse, tmp_path: Path):
+    prepare(spark, warehouse)
+    key, _ = create_key(warehouse, "default", "ingest")
+    server = ApiServer(warehouse.warehouse).start()
+    proxy = FlakyProxy(server.port, fail=0.01, seed=7).start()
+    client = Client(
+        key,
+        proxy.url,
+        spool_dir=tmp_path / "spool",
+        batch_size=500,
+        flush_interval=0.2,
+        max_backoff=1.0,
+    )
+    ids: list[str] = []
+
+    def produce() -> None:
+        for i in range(EVENTS):
+            ids.append(client.track(("acme", "globex")[i % 2], "api_call", i % 7))
+
+    producer = threading.Thread(target=produce)
+    try:
+        producer.start()
+        kills = 0
+        for threshold in (EVENTS * 3 // 10, EVENTS * 65 // 100):
+            deadline = time.monotonic() + 300
+            while client.stats.delivered < threshold and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.kill()  # SIGKILL mid-stream: requests in flight get no answer
+            kills += 1
+            time.sleep(1.0)  # the SDK keeps spooling and retrying meanwhile
+            server.start()
+        producer.join()
+        assert client.flush(timeout=600), client.stats
+        client.close()
+    finally:
+        server.stop()
+        proxy.close()
+    assert kills == 2 and proxy.dropped > 0 and client.stats.retries > 0
+    assert client.stats.rejected == 0 and not (tmp_path / "spool/dead-letter.jsonl").exists()
+    assert client.stats.delivered + client.stats.duplicates >= EVENTS
+    assert len(landed_lines(warehouse.warehouse, "default")) >= EVENTS
+
+    run_landing_to_bronze(
+        spark, replace(warehouse, manifests_per_batch=1000), progress=lambda _: None
+    )
+    bronze = tables.read(spark, warehouse, tables.BRONZE_EVENTS)
+    assert bronze.count() == EVENTS
+    assert {row.event_id for row in bronze.select("event_id").collect()} == set(ids)
+    assert tables.read(spark, warehouse, tables.BRONZE_QUARANTINE).count() == 0
