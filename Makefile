@@ -57,6 +57,8 @@ test: setup lint .cache/bin/minio
 bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/invoices.py
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/freshness.py
 
 # Airflow with the UI on http://127.0.0.1:8080, SQLite and this project's DAGs; state in
 # .airflow/ (the admin password is printed at start and kept in .airflow/).

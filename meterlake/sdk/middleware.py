@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from meterlake.sdk.client import Client
 
 
 class _Recorder:
+    """What both middlewares share: the wrapped app, the SDK client and the event's shape."""
+
     def __init__(
         self,
+        app: Callable,
         client: Client,
         *,
-        header: str,
-        customer: Callable[[Any], str | None] | None,
-        event_type: str,
+        header: str = "X-Customer-Id",
+        customer: Callable[[dict], str | None] | None = None,
+        event_type: str = "api_request",
     ) -> None:
+        self.app = app
         self.client = client
         self.header = header
         self.customer = customer
@@ -46,19 +49,6 @@ class WsgiUsageMiddleware(_Recorder):
     """Wrap a WSGI app: ``app = WsgiUsageMiddleware(app, client)``. ``customer`` gets the
     WSGI environ."""
 
-    def __init__(
-        self,
-        app: Callable,
-        client: Client,
-        *,
-        header: str = "X-Customer-Id",
-        customer: Callable[[dict], str | None] | None = None,
-        event_type: str = "api_request",
-    ) -> None:
-        super().__init__(client, header=header, customer=customer, event_type=event_type)
-        self.app = app
-        self._environ_key = "HTTP_" + header.upper().replace("-", "_")
-
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         began = time.perf_counter()
         status = [500]
@@ -68,7 +58,8 @@ class WsgiUsageMiddleware(_Recorder):
             return start_response(status_line, headers, exc_info)
 
         def done() -> None:
-            who = self.customer(environ) if self.customer else environ.get(self._environ_key)
+            header = "HTTP_" + self.header.upper().replace("-", "_")
+            who = self.customer(environ) if self.customer else environ.get(header)
             route = environ.get("PATH_INFO") or "/"
             self.record(who, environ.get("REQUEST_METHOD", "GET"), route, status[0], began)
 
@@ -103,19 +94,6 @@ class AsgiUsageMiddleware(_Recorder):
     ASGI scope. The route is the framework's route template when it sets one (Starlette,
     FastAPI), else the path."""
 
-    def __init__(
-        self,
-        app: Callable,
-        client: Client,
-        *,
-        header: str = "X-Customer-Id",
-        customer: Callable[[dict], str | None] | None = None,
-        event_type: str = "api_request",
-    ) -> None:
-        super().__init__(client, header=header, customer=customer, event_type=event_type)
-        self.app = app
-        self._header = header.lower().encode()
-
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -134,7 +112,7 @@ class AsgiUsageMiddleware(_Recorder):
             if self.customer:
                 who = self.customer(scope)
             else:
-                raw = dict(scope.get("headers") or []).get(self._header)
+                raw = dict(scope.get("headers") or []).get(self.header.lower().encode())
                 who = raw.decode("latin-1") if raw else None
             route = getattr(scope.get("route"), "path", None) or scope.get("path", "/")
             self.record(who, scope.get("method", "GET"), route, status[0], began)
