@@ -93,8 +93,18 @@ def estimates(
     if not current:
         return []
     version = bronze_version(spark, settings)
+    # From bronze, read only the current periods' days (partition pruning): the estimate
+    # needs no earlier period's rows.
+    since = min(p.start for _, p in current) if from_bronze else None
     found = usage_rows(
-        spark, settings, stored, [c for c, _ in current], as_of, version, from_bronze=from_bronze
+        spark,
+        settings,
+        stored,
+        [c for c, _ in current],
+        as_of,
+        version,
+        from_bronze=from_bronze,
+        since=since,
     )
     out = []
     for customer, period in current:

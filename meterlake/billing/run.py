@@ -12,7 +12,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from meterlake import tables
@@ -119,10 +119,13 @@ def usage_rows(
     version: int,
     *,
     from_bronze: bool = False,
+    since: datetime | None = None,
 ) -> dict[tuple[str, str], list[UsageRow]]:
     """Gold rows of ``customers`` as they were at ``as_of`` (see the module docstring);
     ``from_bronze`` recomputes them from bronze even when gold is current (reconciliation
-    wants a result that does not depend on gold)."""
+    wants a result that does not depend on gold). With ``since``, only the rows of periods
+    starting then or later are needed, so bronze is read from that day on (a period's rows
+    come from the events billed in it)."""
     from pyspark.sql import functions as F
 
     from meterlake.rollups.period_usage import period_usage
@@ -142,8 +145,12 @@ def usage_rows(
         )
 
     bronze = events_at(spark, settings, version)
-    newest = bronze.agg(F.max("received_at")).first()[0]
-    if from_bronze or (newest is not None and from_table(newest) > as_of):
+    if since is not None:
+        bronze = bronze.where(F.col("billing_date") >= F.lit(since.astimezone(UTC).date()))
+    if not from_bronze:
+        newest = bronze.agg(F.max("received_at")).first()[0]
+        from_bronze = newest is not None and from_table(newest) > as_of
+    if from_bronze:
         events = mine(bronze.where(F.col("received_at") <= F.lit(as_of)))
         gold = period_usage(events, stored, customers, horizon(settings))
     else:
