@@ -6,7 +6,7 @@ Starts the API on 127.0.0.1 over a fresh warehouse and sends the events in batch
 ``--batch`` from ``--clients`` concurrent connections (each answer means the events are
 fsync'd in landing). Prints the accepted rate, p50/p99 request latency, and the rate at
 which ``events load`` (`land_file`) lands the same events as one file in this process,
-with the ratio API / events load.
+with the ratio API / events load, and what ``Client.track`` costs the caller per event.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from meterlake.audit.access import create_key
 from meterlake.config import Settings
 from meterlake.ingest.landing import land_file
+from meterlake.sdk import Client
 from tests.capture_server import ApiServer
 
 
@@ -98,6 +99,12 @@ def main() -> None:
     try:
         send_all(server.url, key, bodies[: max(1, len(bodies) // 50)], args.clients)  # warm-up
         elapsed, latencies = send_all(server.url, key, bodies, args.clients)
+        client = Client(key, server.url, spool_dir=folder / "spool")
+        began = time.perf_counter()
+        for i in range(20_000):
+            client.track(f"cust-{i % 200:04d}", "api_call", 1, properties={"route": "/x"})
+        track_us = (time.perf_counter() - began) / 20_000 * 1e6
+        client.close()
     finally:
         server.stop()
     api_rate = args.events / elapsed
@@ -112,6 +119,7 @@ def main() -> None:
     print(f"  request latency p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms")
     print(f"events load (one file): {load_rate:,.0f} events/s")
     print(f"ratio API / events load: {api_rate / load_rate:.3f}")
+    print(f"SDK track() on the caller's thread: {track_us:.1f} µs per event (spool append)")
 
 
 if __name__ == "__main__":

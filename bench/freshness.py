@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +32,7 @@ from meterlake.audit.access import create_key
 from meterlake.demo import DEMO_CATALOG
 from meterlake.sdk import Client
 from tests.capture_server import ApiServer
-from tests.e2e.cli import cli_env, meterlake, spawn
+from tests.e2e.cli import cli_env, meterlake
 
 CUSTOMERS = ("acme", "globex")
 
@@ -65,12 +66,18 @@ def main() -> None:
 
     key, _ = create_key(Settings.load(env={}).with_warehouse(str(warehouse)), "default", "ingest")
     server = ApiServer(warehouse).start()
-    stream = spawn("pipeline", "stream", env=env)
+    log = (folder / "stream.log").open("w")  # the stream's progress lines, for the breakdown
+    stream = subprocess.Popen(
+        [sys.executable, "-u", "-m", "meterlake.cli", "pipeline", "stream"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     stop = threading.Event()
     try:
         deadline = time.monotonic() + 300
         while api_calls(server.url, key, "acme") is None:  # the stream's first publication
-            assert stream.poll() is None and time.monotonic() < deadline, stream.stderr.read()
+            assert stream.poll() is None and time.monotonic() < deadline, "stream stopped"
             time.sleep(0.5)
         sdk = Client(key, server.url, spool_dir=folder / "spool", flush_interval=0.2)
 
@@ -111,6 +118,7 @@ def main() -> None:
     cuts = statistics.quantiles(delays, n=20)
     print(f"freshness over {len(delays)} probes with {args.load} events/s background load:")
     print(f"  p50 {statistics.median(delays):.1f} s, p95 {cuts[18]:.1f} s, max {max(delays):.1f} s")
+    print(f"  stream log: {folder / 'stream.log'}")
 
 
 if __name__ == "__main__":

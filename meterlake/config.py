@@ -91,7 +91,7 @@ class Settings:
     default_tenant: str = "default"
     manifests_per_batch: int = 64
     stream_interval_seconds: int = 1
-    rollup_interval_seconds: int = 15
+    rollup_interval_seconds: int = 60
     access_control: bool = False
     cold_root: str | None = None
     vacuum_retention_hours: int = 168
@@ -130,7 +130,7 @@ class Settings:
             max_line_bytes=_int(env, "METERLAKE_MAX_LINE_BYTES", 1024 * 1024),
             manifests_per_batch=max(1, _int(env, "METERLAKE_MANIFESTS_PER_BATCH", 64)),
             stream_interval_seconds=max(1, _int(env, "METERLAKE_STREAM_INTERVAL_SECONDS", 1)),
-            rollup_interval_seconds=max(1, _int(env, "METERLAKE_ROLLUP_INTERVAL_SECONDS", 15)),
+            rollup_interval_seconds=max(1, _int(env, "METERLAKE_ROLLUP_INTERVAL_SECONDS", 60)),
             access_control=_switch(env, "METERLAKE_ACCESS_CONTROL"),
             cold_root=_normalise_warehouse(env["METERLAKE_COLD_ROOT"])
             if env.get("METERLAKE_COLD_ROOT")

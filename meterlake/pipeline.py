@@ -4,6 +4,7 @@ same, continuously, with the published current-period usage."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -60,15 +61,18 @@ def run_continuous(
         with publishing:
             if current_version(spark, settings) is None:
                 return
+            began = time.monotonic()
             mark = read_progress(settings)
             count = publish_usage(spark, settings, keys, mark.through if mark else None)
-            progress(f"usage: {count} customer(s) published")
+            progress(f"usage: {count} customer(s) published in {time.monotonic() - began:.1f}s")
 
     def catch_up() -> None:
         while not stop.wait(settings.rollup_interval_seconds):
             try:
                 if current_version(spark, settings) is not None:
+                    began = time.monotonic()
                     refresh_rollups(spark, settings, progress=progress)
+                    progress(f"rollups: caught up in {time.monotonic() - began:.1f}s")
                 ended = ended_customers(settings)
                 if ended:
                     publish(ended)

@@ -47,6 +47,8 @@ class KeyCache:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         found = await asyncio.to_thread(lookup_key, self._settings, key)
+        if len(self._known) >= 10_000:  # bounded: a flood of made-up keys cannot grow it
+            self._known.clear()
         self._known[key] = (found, time.monotonic() + (self._ttl if found else 5.0))
         return found
 

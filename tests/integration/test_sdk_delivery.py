@@ -3,6 +3,7 @@ requests and answers: bronze ends with every event exactly once."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import replace
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from meterlake import tables
 from meterlake.audit.access import create_key
+from meterlake.config import Settings
 from meterlake.ingest.stream import run_landing_to_bronze
 from meterlake.sdk import Client
 from tests.capture_server import ApiServer, FlakyProxy, landed_lines
@@ -67,3 +69,25 @@ def test_sdk_delivers_every_event_exactly_once_through_crashes(spark, warehouse,
     assert bronze.count() == EVENTS
     assert {row.event_id for row in bronze.select("event_id").collect()} == set(ids)
     assert tables.read(spark, warehouse, tables.BRONZE_QUARANTINE).count() == 0
+
+
+def test_sdk_works_offline_and_drains_after_a_restart(tmp_path: Path) -> None:
+    settings = Settings.load(env={}).with_warehouse(str(tmp_path / "warehouse"))
+    key, _ = create_key(settings, "shop", "ingest")
+    server = ApiServer(settings.warehouse)  # not started: the API is down
+    offline = Client(key, server.url, spool_dir=tmp_path / "spool", close_timeout=1.0)
+    ids = [offline.track("c1", "api_call", n) for n in range(10)]
+    assert not offline.flush(timeout=1.0) and offline.stats.retries > 0
+    offline.close()  # the process exits with the events still on disk
+    assert offline.spool.pending() == 10
+
+    server.start()
+    try:
+        restarted = Client(key, server.url, spool_dir=tmp_path / "spool")
+        assert restarted.flush(timeout=30)
+        restarted.close()
+    finally:
+        server.stop()
+    landed = [json.loads(line) for line in landed_lines(settings.warehouse, "shop")]
+    assert [e["event_id"] for e in landed] == ids
+    assert landed[0]["sdk"]["name"] == "meterlake-python"
