@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 from meterlake.config import Settings
 from meterlake.errors import ConfigError, MeterlakeError
+from meterlake.ingest.landing import validate_tenant
 from meterlake.storage import storage_for
 
 ROLES = ("engineer", "analyst", "auditor", "finance", "ingest")
@@ -76,6 +77,8 @@ def create_key(settings: Settings, tenant: str, role: str) -> tuple[str, Princip
         raise ConfigError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
     if role == "ingest" and tenant == ALL_TENANTS:
         raise ConfigError("--tenant: an ingest key sends one tenant's events; name the tenant")
+    if tenant != ALL_TENANTS:
+        validate_tenant(tenant)
     secret = "mlk_" + secrets.token_urlsafe(32)
     digest = _digest(secret)
     principal = Principal(digest[:12], tenant, role)

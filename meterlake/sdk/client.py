@@ -162,7 +162,11 @@ class Client:
                 self.spool.seal()
             batches = self.spool.sealed()
             if batches and time.monotonic() >= retry_at:
-                wait = self._deliver(batches[0])
+                try:
+                    wait = self._deliver(batches[0])
+                except Exception as exc:  # a garbled answer or a full disk: retry, never die
+                    self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    wait = self._backoff()
                 if wait:
                     self.stats.retries += 1
                     retry_at = time.monotonic() + wait

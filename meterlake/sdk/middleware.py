@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from meterlake.sdk.client import Client
+from meterlake.sdk.client import Client, log
 
 
 class _Recorder:
@@ -36,12 +36,17 @@ class _Recorder:
         self.skipped = 0
 
     def record(self, customer: str | None, method: str, route: str, status: int, began: float):
+        """Track the request; a failure to record is logged, never raised into the app."""
         if not customer:
             self.skipped += 1
             return
         duration_ms = round((time.perf_counter() - began) * 1000, 3)
         facts = {"method": method, "route": route, "status": status, "duration_ms": duration_ms}
-        self.client.track(customer, self.event_type, 1, properties=facts)
+        try:
+            self.client.track(customer, self.event_type, 1, properties=facts)
+        except Exception:
+            log.exception("meterlake: could not record usage for %s %s", method, route)
+            return
         self.recorded += 1
 
 
