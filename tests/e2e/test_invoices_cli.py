@@ -154,13 +154,16 @@ def test_late_usage_adjusts_the_next_invoice_and_finals_never_change(cli) -> Non
     assert "result: all checks agree" in checked and "post_invoice" in checked
 
 
-def test_usage_show_labels_an_estimate(cli) -> None:
+def test_usage_show_labels_an_estimate_until_the_invoice_is_final(cli) -> None:
     _, run, _ = cli
     out = run(
-        "usage", "show", "--customer", "acme", "--window", "tumbling:1d", now="2026-02-21T00:00:00Z"
+        "usage", "show", "--customer", "acme", "--window", "tumbling:1d", now="2026-03-20T00:00:00Z"
     )
-    assert "ESTIMATE" in out and "estimated total" in out
+    assert "ESTIMATE" in out and "estimated total" in out and "data fresh as of" in out
     assert "api_calls" in out and "tumbling windows" in out
+    # acme's first period (Jan 15 → Feb 15) was finalised by the tests above
+    final = run("usage", "show", "--customer", "acme", "--as-of", "2026-02-01T00:00:00Z")
+    assert "FINAL: invoice" in final and "ESTIMATE" not in final
 
 
 def test_bad_invoice_flags_are_one_line_errors(cli) -> None:
