@@ -14,12 +14,13 @@ import json
 from collections import defaultdict
 from collections.abc import Collection
 from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from meterlake.billing.estimate import Estimate, estimates
+from meterlake.billing.usage import format_quantity
 from meterlake.clock import format_instant, parse_instant
 from meterlake.config import Settings
+from meterlake.currency import format_money
 from meterlake.storage import storage_for
 
 if TYPE_CHECKING:
@@ -30,10 +31,6 @@ VIEW_DIR = "serving/usage"
 
 def _key(tenant: str) -> str:
     return f"{VIEW_DIR}/{tenant}.json"
-
-
-def _money(value: Decimal) -> str:
-    return format(value, "f")
 
 
 def entry(estimate: Estimate, freshness: datetime | None) -> dict[str, Any]:
@@ -55,15 +52,20 @@ def entry(estimate: Estimate, freshness: datetime | None) -> dict[str, Any]:
                 "plan": segment.plan,
                 "segment_start": format_instant(segment.start),
                 "segment_end": format_instant(segment.end),
-                "quantity": _money(quantity),
+                "quantity": format_quantity(quantity),
             }
             for (segment, meter), quantity in estimate.usage.items()
         ],
         "lines": [
-            {"kind": x.kind, "plan": x.plan, "meter": x.meter, "amount": _money(x.amount)}
+            {
+                "kind": x.kind,
+                "plan": x.plan,
+                "meter": x.meter,
+                "amount": format_money(x.amount, estimate.currency),
+            }
             for x in estimate.lines
         ],
-        "estimated_total": _money(estimate.amount),
+        "estimated_total": format_money(estimate.amount, estimate.currency),
         "as_of": format_instant(estimate.as_of),
         "bronze_version": estimate.bronze_version,
         "freshness": format_instant(freshness) if freshness else None,

@@ -76,6 +76,8 @@ class Backlog:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._landed: deque[tuple[datetime, int]] = deque()
+        self._waiting = 0  # the events in _landed, kept as they come and go
+        self._spool = storage_for(settings).spool_dir()  # where landing writes first
         self._through: datetime | None = None
         self._checked = 0.0
         self._lock = threading.Lock()
@@ -83,6 +85,7 @@ class Backlog:
     def landed(self, received: datetime, events: int) -> None:
         with self._lock:
             self._landed.append((received, events))
+            self._waiting += events
 
     def _refresh(self) -> None:
         if time.monotonic() - self._checked < self.RECHECK_SECONDS:
@@ -92,15 +95,14 @@ class Backlog:
         if progress is not None:
             self._through = progress.through
         while self._landed and self._through is not None and self._landed[0][0] <= self._through:
-            self._landed.popleft()
+            self._waiting -= self._landed.popleft()[1]
 
     def state(self) -> tuple[int, datetime | None, datetime | None]:
         """(events waiting, receipt time of the oldest waiting, stream's progress mark)."""
         with self._lock:
             self._refresh()
-            waiting = sum(events for _, events in self._landed)
             oldest = self._landed[0][0] if self._landed else None
-            return waiting, oldest, self._through
+            return self._waiting, oldest, self._through
 
     def pressure(self) -> Pressure | None:
         """Why landing must refuse new events now, if it must."""
@@ -111,8 +113,7 @@ class Backlog:
                 f"landing backlog of {waiting} events exceeds {api.max_backlog_events}",
                 max(1, self._settings.stream_interval_seconds * 5),
             )
-        spool = storage_for(self._settings).spool_dir()
-        free_mb = shutil.disk_usage(spool).free // (1024 * 1024)
+        free_mb = shutil.disk_usage(self._spool).free // (1024 * 1024)
         if free_mb < api.min_free_mb:
             return Pressure(f"landing disk has {free_mb} MiB free, below {api.min_free_mb} MiB", 30)
         return None
