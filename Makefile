@@ -38,6 +38,11 @@ lint: $(VENV)/.installed
 	bash infra/s3.sh install
 	touch $@
 
+# stripe-mock (Stripe's mock API server) for the Stripe tests and `infra/stripe-mock.sh start`.
+.cache/bin/stripe-mock: infra/stripe-mock.sh
+	bash infra/stripe-mock.sh install
+	touch $@
+
 s3-up: setup .cache/bin/minio
 	bash infra/s3.sh start
 
@@ -51,7 +56,7 @@ demo-s3: s3-up
 	METERLAKE_S3_ENDPOINT=$${METERLAKE_S3_ENDPOINT:-http://127.0.0.1:$${METERLAKE_S3_PORT:-9000}} \
 	METERLAKE_WAREHOUSE=s3a://meterlake/demo $(BIN)/meterlake demo
 
-test: setup lint .cache/bin/minio
+test: setup lint .cache/bin/minio .cache/bin/stripe-mock
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

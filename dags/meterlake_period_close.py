@@ -7,6 +7,11 @@ the pre-invoice reconciliation; then finalises their invoices and writes one
 `billing.period.closed` event per period to `billing.outbox`. Periods still in grace
 wait for a later run; a period is closed once, however often this runs.
 
+After the close: the signed webhooks deliver the outbox events, the final invoices are
+pushed to Stripe, and the post-invoice reconciliation compares Stripe's copy with
+meterlake's line by line (a mismatch fails the task). Those three tasks skip themselves
+when no webhook URL / Stripe key is configured.
+
 Each task calls one `meterlake.orchestration` function.
 """
 
@@ -60,7 +65,27 @@ def meterlake_period_close():
 
         return orchestration.finalise(_as_of())
 
-    find_due() >> quality_gate() >> pre_invoice_reconciliation() >> finalise_and_emit()
+    @task
+    def deliver_webhooks() -> dict:
+        from meterlake import orchestration
+
+        return orchestration.deliver_webhooks()
+
+    @task
+    def stripe_sync() -> dict:
+        from meterlake import orchestration
+
+        return orchestration.stripe_sync(_as_of())
+
+    @task
+    def post_invoice_stripe_reconciliation() -> dict:
+        from meterlake import orchestration
+
+        return orchestration.stripe_reconciliation(_as_of())
+
+    closed = find_due() >> quality_gate() >> pre_invoice_reconciliation() >> finalise_and_emit()
+    closed >> deliver_webhooks()
+    closed >> stripe_sync() >> post_invoice_stripe_reconciliation()
 
 
 meterlake_period_close()

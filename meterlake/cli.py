@@ -15,8 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from meterlake.clock import format_instant
 from meterlake.config import Settings
-from meterlake.errors import MeterlakeError
+from meterlake.errors import ConfigError, MeterlakeError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -35,7 +36,7 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
     for spec, created in init_warehouse(_spark(settings), settings):
         print(
-            f"{'created' if created else 'exists '} {spec.qualified_name:<22} {spec.path(settings)}"
+            f"{'created' if created else 'exists '} {spec.qualified_name:<27} {spec.path(settings)}"
         )
     return 0
 
@@ -186,6 +187,13 @@ def cmd_usage_show(args: argparse.Namespace, settings: Settings) -> int:
 
     as_of = _instant(args.as_of, "--as-of") if args.as_of else settings.now()
     spark = _spark(settings)
+    if args.format == "json":
+        from meterlake.billing.current_usage import pull_document
+
+        document = pull_document(spark, settings, args.customer, as_of, args.tenant)
+        _log_read(args, settings, spark, 1)
+        print(json.dumps(document, indent=2))
+        return 0
     lines = estimate_report(
         spark,
         settings,
@@ -215,11 +223,70 @@ def cmd_lineage(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.reconcile.run import reconcile, report
 
+    as_of = _instant(args.as_of, "--as-of")
+    if args.stripe and not settings.billing_system.stripe_api_key:
+        raise ConfigError("--stripe: set METERLAKE_STRIPE_API_KEY (and METERLAKE_STRIPE_API_BASE)")
     spark = _spark(settings)
-    run = reconcile(spark, settings, _instant(args.as_of, "--as-of"))
+    run = reconcile(spark, settings, as_of, stripe=args.stripe)
     _log_read(args, settings, spark, len(run.findings))
     print("\n".join(report(run)))
     return 3 if run.mismatches else 0
+
+
+def cmd_stripe_sync(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.integrations.stripe_sync import stripe_client, sync_invoices
+
+    as_of = _instant(args.as_of, "--as-of")
+    client = stripe_client(settings)  # a missing key stops here, before the JVM
+    started = time.monotonic()
+    result = sync_invoices(_spark(settings), settings, as_of, client=client, progress=print)
+    print(
+        f"stripe sync as of {format_instant(as_of)}: {len(result.synced)} invoice(s) synced,"
+        f" {len(result.failed)} failed, {result.already} already in Stripe;"
+        f" {result.requests} request(s) to {settings.billing_system.stripe_api_base}"
+        f" ({time.monotonic() - started:.1f}s)"
+    )
+    for invoice_id, error in result.failed:
+        print(f"  not synced {invoice_id}: {error} (the next run resumes it)")
+    return 3 if result.failed else 0
+
+
+def cmd_webhooks_deliver(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.integrations.webhooks import deliver_outbox
+
+    if not settings.billing_system.webhook_urls:
+        raise ConfigError("METERLAKE_WEBHOOK_URLS: no endpoint configured")
+    result = deliver_outbox(_spark(settings), settings, progress=print)
+    print(
+        f"webhooks: {len(result.delivered)} delivery(ies), {len(result.failed)} failed,"
+        f" {result.completed_events} event(s) now delivered everywhere,"
+        f" {result.attempts} attempt(s) logged in billing.webhook_deliveries"
+    )
+    return 3 if result.failed else 0
+
+
+def cmd_fx_load(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.billing.fx import load_rates_file, store_rates
+
+    rates = load_rates_file(args.file)  # a bad row stops here, before the JVM
+    version, changed = store_rates(_spark(settings), settings, rates)
+    pairs = ", ".join(f"{b}→{q}" for b, q in sorted(rates.by_pair))
+    if changed:
+        print(f"fx rates version {version} loaded from {args.file}: {pairs}")
+    else:
+        print(f"{args.file}: identical to current fx rates version {version}; nothing loaded")
+    return 0
+
+
+def cmd_shadow(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.billing.shadow import report_lines, shadow_run
+    from meterlake.catalog.parse import load_catalog_file
+
+    catalog = load_catalog_file(args.catalog)
+    as_of = _instant(args.as_of, "--as-of")
+    report = shadow_run(_spark(settings), settings, catalog, as_of)
+    print("\n".join(report_lines(report, args.out)))
+    return 0
 
 
 def cmd_tier_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -441,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="also list usage in windows: tumbling:1h, sliding:1h/15m, session:30m or period",
     )
     show.add_argument("--meter", help="only this meter in --window output")
+    show.add_argument(
+        "--format",
+        choices=["text", "json"],
+        default="text",
+        help="json: the period's usage and priced lines for a billing system that pulls",
+    )
     lineage = add(
         "lineage",
         cmd_lineage,
@@ -450,12 +523,52 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--invoice-line", required=True, metavar="ID")
     lineage.add_argument("--tenant", help="the line's tenant (a tenant key implies its own)")
     lineage.add_argument("--out", help="write every event behind the line here (JSON lines)")
-    add(
+    recon = add(
         "reconcile",
         cmd_reconcile,
         "check layers and invoices agree (exit 3 on a mismatch)",
         action="reconcile.run",
+    )
+    recon.add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
+    recon.add_argument(
+        "--stripe", action="store_true", help="also compare synced invoices with Stripe"
+    )
+    stripe = commands.add_parser("stripe", help="push final invoices to Stripe")
+    stripe_commands = stripe.add_subparsers(dest="stripe_command", required=True)
+    add(
+        "sync",
+        cmd_stripe_sync,
+        "push final invoices not yet in Stripe (exit 3 when some failed)",
+        stripe_commands,
+        action="billing.sync",
     ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
+    webhooks = commands.add_parser("webhooks", help="signed billing-period-closed webhooks")
+    webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
+    add(
+        "deliver",
+        cmd_webhooks_deliver,
+        "send undelivered outbox events to METERLAKE_WEBHOOK_URLS (exit 3 on failures)",
+        webhook_commands,
+        action="billing.sync",
+    )
+    fx = commands.add_parser("fx", help="exchange rates for invoice_currency customers")
+    fx_commands = fx.add_subparsers(dest="fx_command", required=True)
+    add(
+        "load",
+        cmd_fx_load,
+        "load a rate file (CSV: date,base,quote,rate) as a new ref.fx_rates version",
+        fx_commands,
+        action="fx.load",
+    ).add_argument("file")
+    shadow = add(
+        "shadow",
+        cmd_shadow,
+        "price the same usage under another catalog; writes nothing",
+        action="invoices.read",
+    )
+    shadow.add_argument("--catalog", required=True, metavar="NEW.yaml")
+    shadow.add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
+    shadow.add_argument("--out", help="write the JSON report (every line) here")
     tier = commands.add_parser("tier", help="hot/warm/cold tiering")
     tier_commands = tier.add_subparsers(dest="tier_command", required=True)
     add(

@@ -28,8 +28,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _switch(env: Mapping[str, str], name: str) -> bool:
-    raw = (env.get(name) or "off").strip().lower()
+def _switch(env: Mapping[str, str], name: str, default: str = "off") -> bool:
+    raw = (env.get(name) or default).strip().lower()
     if raw not in ("on", "off"):
         raise ConfigError(f"{name}: {raw!r} must be on or off")
     return raw == "on"
@@ -69,6 +69,54 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class BillingSystemSettings:
+    """Where final invoices go (Stripe, webhooks) and how deliveries retry; see README,
+    "Billing integration". Secrets are only ever read from the environment."""
+
+    stripe_api_key: str | None = field(default=None, repr=False)
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_push: tuple[str, ...] = ("invoice_items",)  # and/or "meter_events"
+    stripe_finalize: bool = True  # finalise the Stripe invoice once its items are in
+    webhook_urls: tuple[str, ...] = ()
+    webhook_secret: str | None = field(default=None, repr=False)
+    max_attempts: int = 5  # per delivery, within one run
+    retry_base_ms: int = 500  # first backoff; doubles per attempt, with jitter
+    fx_max_age_days: int = 7  # a rate older than this at the period end is refused
+
+    @classmethod
+    def load(cls, env: Mapping[str, str]) -> BillingSystemSettings:
+        d = cls()
+        push = tuple(
+            p.strip() for p in (env.get("METERLAKE_STRIPE_PUSH") or "invoice_items").split(",")
+        )
+        unknown = sorted(set(push) - {"invoice_items", "meter_events"})
+        if unknown or not push:
+            raise ConfigError(
+                f"METERLAKE_STRIPE_PUSH: {','.join(unknown) or 'empty'} is not invoice_items"
+                " or meter_events"
+            )
+        urls = tuple(u.strip() for u in (env.get("METERLAKE_WEBHOOK_URLS") or "").split(","))
+        urls = tuple(u for u in urls if u)
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ConfigError(f"METERLAKE_WEBHOOK_URLS: {url!r} is not an http(s) URL")
+        secret = env.get("METERLAKE_WEBHOOK_SECRET") or None
+        if urls and not secret:
+            raise ConfigError("METERLAKE_WEBHOOK_SECRET: required when webhooks are configured")
+        return cls(
+            stripe_api_key=env.get("METERLAKE_STRIPE_API_KEY") or None,
+            stripe_api_base=(env.get("METERLAKE_STRIPE_API_BASE") or d.stripe_api_base).rstrip("/"),
+            stripe_push=push,
+            stripe_finalize=_switch(env, "METERLAKE_STRIPE_FINALIZE", "on"),
+            webhook_urls=urls,
+            webhook_secret=secret,
+            max_attempts=max(1, _int(env, "METERLAKE_DELIVERY_MAX_ATTEMPTS", d.max_attempts)),
+            retry_base_ms=_int(env, "METERLAKE_DELIVERY_RETRY_MS", d.retry_base_ms),
+            fx_max_age_days=_int(env, "METERLAKE_FX_MAX_AGE_DAYS", d.fx_max_age_days),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a meterlake command needs to know about its environment.
 
@@ -96,6 +144,7 @@ class Settings:
     cold_root: str | None = None
     vacuum_retention_hours: int = 168
     api: ApiSettings = field(default_factory=ApiSettings)
+    billing_system: BillingSystemSettings = field(default_factory=BillingSystemSettings)
 
     @classmethod
     def load(
@@ -137,6 +186,7 @@ class Settings:
             else None,
             vacuum_retention_hours=_int(env, "METERLAKE_VACUUM_RETENTION_HOURS", 168),
             api=ApiSettings.load(env),
+            billing_system=BillingSystemSettings.load(env),
         )
 
     def with_warehouse(self, warehouse: str) -> Settings:

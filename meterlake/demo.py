@@ -168,5 +168,5 @@ def print_summary(
     say("  (late events are billed as adjustment lines: `meterlake invoices export` shows them)")
     say("  tables (Delta, open by path):")
     for spec in tables.ALL_TABLES:
-        say(f"    {spec.qualified_name:<22}{spec.path(settings)}")
-    say(f"    {'landing zone':<22}{settings.warehouse}/landing")
+        say(f"    {spec.qualified_name:<28}{spec.path(settings)}")
+    say(f"    {'landing zone':<28}{settings.warehouse}/landing")

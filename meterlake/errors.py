@@ -47,3 +47,10 @@ class StaleDataError(MeterlakeError):
     """A step would read tables that are behind their inputs (run ``pipeline run`` first)."""
 
     retryable = True
+
+
+class BillingSystemError(MeterlakeError):
+    """A billing system (Stripe, a webhook endpoint) did not take everything; what was
+    delivered is recorded and a later run resumes the rest."""
+
+    retryable = True

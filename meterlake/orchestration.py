@@ -136,6 +136,66 @@ def finalise(as_of: str) -> dict[str, Any]:
 
 
 @task_body
+def stripe_sync(as_of: str) -> dict[str, Any]:
+    """Push the final invoices not yet in Stripe; skipped when no Stripe key is set."""
+    from meterlake.config import Settings
+    from meterlake.errors import BillingSystemError
+    from meterlake.integrations.stripe_sync import sync_invoices
+
+    if not Settings.load().billing_system.stripe_api_key:
+        return {"skipped": "METERLAKE_STRIPE_API_KEY not set"}
+    spark, settings = _open()
+    result = sync_invoices(spark, settings, parse_instant(as_of), progress=print)
+    if result.failed:
+        first, error = result.failed[0]
+        raise BillingSystemError(
+            f"{len(result.failed)} invoice(s) not synced to Stripe, first {first}: {error}"
+        )
+    return {"synced": len(result.synced), "already": result.already, "requests": result.requests}
+
+
+@task_body
+def stripe_reconciliation(as_of: str) -> dict[str, Any]:
+    """Compare every synced invoice with Stripe into recon.results; raises on a mismatch."""
+    from meterlake.billing.close import ReconciliationError
+    from meterlake.config import Settings
+    from meterlake.integrations.stripe_recon import stripe_findings
+    from meterlake.reconcile.run import report, store_run
+
+    if not Settings.load().billing_system.stripe_api_key:
+        return {"skipped": "METERLAKE_STRIPE_API_KEY not set"}
+    spark, settings = _open()
+    run = store_run(spark, settings, parse_instant(as_of), stripe_findings(spark, settings))
+    print("\n".join(report(run)))
+    if run.mismatches:
+        first = run.mismatches[0]
+        raise ReconciliationError(
+            f"{run.run_id}: {len(run.mismatches)} invoice line(s) differ from Stripe, first"
+            f" {first.scope}: {first.detail}"
+        )
+    return {"run_id": run.run_id, "findings": len(run.findings)}
+
+
+@task_body
+def deliver_webhooks() -> dict[str, Any]:
+    """Send undelivered billing-period-closed events; skipped without endpoints."""
+    from meterlake.config import Settings
+    from meterlake.errors import BillingSystemError
+    from meterlake.integrations.webhooks import deliver_outbox
+
+    if not Settings.load().billing_system.webhook_urls:
+        return {"skipped": "METERLAKE_WEBHOOK_URLS not set"}
+    spark, settings = _open()
+    result = deliver_outbox(spark, settings, progress=print)
+    if result.failed:
+        event, url, error = result.failed[0]
+        raise BillingSystemError(
+            f"{len(result.failed)} webhook delivery(ies) failed, first {event} → {url}: {error}"
+        )
+    return {"delivered": len(result.delivered), "events": result.completed_events}
+
+
+@task_body
 def invoice_run(
     as_of: str, customers: list[str] | None, dry_run: bool, reason: str | None
 ) -> dict[str, Any]:

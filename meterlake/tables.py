@@ -270,6 +270,7 @@ REF_CUSTOMERS = TableSpec(
         ("timezone", StringType(), False),
         ("billing_anchor", StringType(), False),
         ("stripe_customer_id", StringType(), True),
+        ("invoice_currency", StringType(), True),
     ),
     properties=dict(APPEND_ONLY),
 )
@@ -313,6 +314,30 @@ REF_TENANTS = TableSpec(
         ("grace_seconds", LongType(), False),
     ),
     properties=dict(APPEND_ONLY),
+)
+
+
+FX_RATE = DecimalType(38, 12)
+
+REF_FX_RATES = TableSpec(
+    layer="ref",
+    name="fx_rates",
+    description=(
+        "Dated exchange rates, loaded like the catalog: every load is a new version (an"
+        " identical file loads nothing) and the highest version is current. 1 base = rate quote."
+    ),
+    schema=_schema(
+        ("version", LongType(), False),
+        ("rate_date", DateType(), False),
+        ("base", StringType(), False),
+        ("quote", StringType(), False),
+        ("rate", FX_RATE, False),
+        ("sha256", StringType(), False),
+        ("source_file", StringType(), False),
+        ("loaded_at", TimestampType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+    constraints={"rate_positive": "rate > 0"},
 )
 
 
@@ -427,6 +452,13 @@ BILLING_INVOICES = TableSpec(
         ("catalog_version", LongType(), False),
         ("bronze_version", LongType(), False),
         ("written_at", TimestampType(), False),
+        # Set when the customer is invoiced in another currency than its plans': lines were
+        # priced in source_currency and converted at fx_rate (1 source = fx_rate currency),
+        # the rate of fx_rate_date; fx_rounding is what rounding each line moved the subtotal.
+        ("source_currency", StringType(), True),
+        ("fx_rate", FX_RATE, True),
+        ("fx_rate_date", DateType(), True),
+        ("fx_rounding", MONEY, True),
     ),
     constraints={
         "status_known": "status IN ('draft', 'final')",
@@ -465,6 +497,7 @@ BILLING_INVOICE_LINES = TableSpec(
         ("rollup_table", StringType(), True),
         ("window_from", TimestampType(), True),
         ("window_until", TimestampType(), True),
+        ("source_amount", MONEY, True),  # before conversion, in the invoice's source_currency
     ),
     properties=dict(APPEND_ONLY),
     constraints={
@@ -558,6 +591,52 @@ BILLING_OUTBOX = TableSpec(
     ),
 )
 
+BILLING_STRIPE_SYNC = TableSpec(
+    layer="billing",
+    name="stripe_sync",
+    description=(
+        "What meterlake pushed to Stripe, one row per object (customer, invoice, invoice item,"
+        " meter event, finalisation) of a final invoice: its idempotency key, the Stripe id,"
+        " attempts and the last error. An invoice is synced when its `invoice` row is."
+    ),
+    schema=_schema(
+        ("invoice_id", StringType(), False),
+        ("object_key", StringType(), False),  # "invoice", "finalize", a line id, "customer"
+        ("kind", StringType(), False),
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("idempotency_key", StringType(), False),
+        ("stripe_id", StringType(), True),
+        ("amount_minor", LongType(), True),
+        ("currency", StringType(), True),
+        ("status", StringType(), False),
+        ("attempts", IntegerType(), False),
+        ("last_error", StringType(), True),
+        ("updated_at", TimestampType(), False),
+    ),
+    constraints={"sync_status_known": "status IN ('synced', 'failed')"},
+)
+
+BILLING_WEBHOOK_DELIVERIES = TableSpec(
+    layer="billing",
+    name="webhook_deliveries",
+    description=(
+        "Every attempt to deliver an outbox event to a webhook endpoint: when, the HTTP status"
+        " or error, and whether it was delivered (2xx)."
+    ),
+    schema=_schema(
+        ("event_id", StringType(), False),
+        ("endpoint", StringType(), False),
+        ("attempt", IntegerType(), False),
+        ("at", TimestampType(), False),
+        ("status_code", IntegerType(), True),
+        ("error", StringType(), True),
+        ("delivered", BooleanType(), False),
+        ("duration_ms", LongType(), False),
+    ),
+    properties=dict(APPEND_ONLY),
+)
+
 AUDIT_QUERY_LOG = TableSpec(
     layer="audit",
     name="query_log",
@@ -635,6 +714,7 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     REF_SUBSCRIPTIONS,
     REF_CREDITS,
     REF_TENANTS,
+    REF_FX_RATES,
     SILVER_USAGE_MINUTE,
     SILVER_USAGE_HOUR,
     SILVER_USAGE_DAY,
@@ -643,6 +723,8 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     BILLING_INVOICE_LINES,
     BILLING_OUTBOX,
     BILLING_RUNS,
+    BILLING_STRIPE_SYNC,
+    BILLING_WEBHOOK_DELIVERIES,
     RECON_RESULTS,
     QUALITY_RESULTS,
     AUDIT_QUERY_LOG,
@@ -677,11 +759,22 @@ def create_table(spark: SparkSession, settings: Settings, spec: TableSpec) -> bo
             builder = builder.comment(spec.description)
         builder.execute()
         return True
+    _add_missing_columns(spark, path, spec)
     existing = _constraint_names(spark, path)
     for name, expression in spec.constraints.items():
         if name not in existing:
             spark.sql(f"ALTER TABLE delta.`{path}` ADD CONSTRAINT {name} CHECK ({expression})")
     return False
+
+
+def _add_missing_columns(spark: SparkSession, path: str, spec: TableSpec) -> None:
+    """Columns a newer meterlake declares (always nullable) join a table made by an older
+    one, so ``meterlake init`` upgrades a warehouse in place."""
+    present = {f.name for f in spark.read.format("delta").load(path).schema}
+    missing = [f for f in spec.schema if f.name not in present]
+    if missing:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
 def _constraint_names(spark: SparkSession, path: str) -> set[str]:

@@ -42,6 +42,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "invoices.read": frozenset({"finance", "auditor"}),
     "lineage.read": frozenset({"auditor", "finance"}),
     "reconcile.run": frozenset({"finance", "auditor", "engineer"}),
+    "billing.sync": frozenset({"finance", "engineer"}),  # stripe sync, webhooks deliver
+    "fx.load": frozenset({"finance", "engineer"}),
     "gdpr.export": frozenset({"engineer", "auditor"}),  # a data subject's request
     "gdpr.erase": frozenset({"engineer"}),  # rewrites raw data: never finance or analysts
 }

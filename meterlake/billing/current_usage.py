@@ -118,3 +118,27 @@ def read_usage(settings: Settings, tenant: str, customer: str) -> dict[str, Any]
     if data is None:
         return None
     return json.loads(data)["customers"].get(customer)
+
+
+def pull_document(
+    spark: SparkSession, settings: Settings, customer_id: str, as_of: datetime, tenant: str | None
+) -> dict[str, Any]:
+    """What a billing system that pulls asks for (``usage show --format json``): the usage
+    and priced lines of the customer's period containing ``as_of``, as ``GET /v1/usage``
+    shows them, marked ``final`` with the stored invoice once that period's invoice is."""
+    from meterlake.billing.estimate import current_estimate, final_invoice
+    from meterlake.billing.export import export_document
+    from meterlake.billing.invoices import invoice_id
+    from meterlake.ingest.progress import read_progress
+
+    estimate = current_estimate(spark, settings, customer_id, as_of, tenant)
+    mark = read_progress(settings)
+    document = entry(estimate, mark.through if mark else None)
+    c, p = estimate.customer, estimate.period
+    final = final_invoice(spark, settings, invoice_id(c.tenant, c.id, p.start))
+    if final is not None:
+        (stored,) = [
+            i for i in export_document(spark, settings)["invoices"] if i["invoice_id"] == final
+        ]
+        document.update(status="final", invoice=stored)
+    return document

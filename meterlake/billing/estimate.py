@@ -168,7 +168,7 @@ def estimate_report(
     if state is None or state.bronze_version < estimate.bronze_version:
         out.append("  (rollups lag bronze: run `meterlake pipeline run` for the latest usage)")
     out += _usage_lines(estimate.usage)
-    final = _final_invoice(spark, settings, invoice_id(c.tenant, c.id, p.start))
+    final = final_invoice(spark, settings, invoice_id(c.tenant, c.id, p.start))
     if final is not None:
         out.append(f"FINAL: invoice {final} is final; recomputed here, {estimate.currency}:")
     else:
@@ -184,7 +184,7 @@ def estimate_report(
     return out
 
 
-def _final_invoice(spark: SparkSession, settings: Settings, wanted: str) -> str | None:
+def final_invoice(spark: SparkSession, settings: Settings, wanted: str) -> str | None:
     """``wanted`` if that invoice exists and is final (an estimate is labelled until then)."""
     from pyspark.sql import functions as F
 

@@ -38,6 +38,25 @@ def export_document(spark: SparkSession, settings: Settings) -> dict[str, Any]:
     def when(value) -> str:
         return format_instant(from_table(value))
 
+    def conversion(i) -> dict[str, Any]:
+        """Converted invoices say from what, at which rate of which day, and the rounding;
+        each line keeps its amount before conversion."""
+        if not i.source_currency:
+            return {}
+        return {
+            "conversion": {
+                "source_currency": i.source_currency,
+                "rate": format(i.fx_rate.normalize(), "f"),
+                "rate_date": i.fx_rate_date.isoformat(),
+                "rounding": format_money(i.fx_rounding, i.currency),
+            }
+        }
+
+    def source(line, i) -> dict[str, Any]:
+        if line.source_amount is None:
+            return {}
+        return {"source_amount": format_money(line.source_amount, i.source_currency)}
+
     return {
         "invoices": [
             {
@@ -59,12 +78,14 @@ def export_document(spark: SparkSession, settings: Settings) -> dict[str, Any]:
                         "amount": format_money(line.amount, i.currency),
                         "period_start": when(line.period_start),
                         "period_end": when(line.period_end),
+                        **source(line, i),
                     }
                     for line in lines[i.invoice_id]
                 ],
                 "subtotal": format_money(i.subtotal, i.currency),
                 "credits": format_money(i.credits, i.currency),
                 "total": format_money(i.total, i.currency),
+                **conversion(i),
             }
             for i in invoices
         ]

@@ -9,7 +9,9 @@ For each period of a customer that has ended by ``as_of``:
   and before the previous invoice's close: one line per charge (or commitment true-up)
   whose amount changed;
 - credits are applied over final invoices in period order (`credits.apply_credits`);
-  a draft shows what it would use.
+  a draft shows what it would use;
+- a customer invoiced in another currency has the finished invoice converted
+  (`meterlake.billing.fx`), the rate and its rounding recorded on it.
 
 Everything is computed from `UsageRow`s (gold), so the same rows always give the same
 invoices, to the cent and to the line id.
@@ -21,11 +23,12 @@ import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import asdict, dataclass, field, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from meterlake.billing.credits import InvoiceDue, apply_credits
+from meterlake.billing.fx import Conversion, FxRates, convert_amounts, last_day
 from meterlake.billing.lines import Line, segment_lines
 from meterlake.billing.periods import segments
 from meterlake.billing.schedule import ScheduledPeriod, schedule
@@ -50,6 +53,7 @@ class InvoiceLine:
     event_type: str | None = None
     received_from: datetime | None = None
     received_before: datetime | None = None
+    source_amount: Decimal | None = None  # before conversion (converted invoices only)
 
     @classmethod
     def traced(
@@ -84,6 +88,7 @@ class Invoice:
     subtotal: Decimal
     credits: Decimal
     total: Decimal = field(init=False)
+    fx: Conversion | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "total", self.subtotal - self.credits)
@@ -97,8 +102,15 @@ class Invoice:
 
     @property
     def revision(self) -> str:
-        """A digest of everything the invoice says; equal revisions are equal invoices."""
+        """A digest of everything the invoice says; equal revisions are equal invoices.
+        (Conversion fields are left out when unset, so invoices in their plans' currency
+        keep the revisions they had before conversion existed.)"""
         content = {k: v for k, v in asdict(self).items() if k != "close"}
+        if content["fx"] is None:
+            del content["fx"]
+        for line in content["lines"]:
+            if line["source_amount"] is None:
+                del line["source_amount"]
         text = json.dumps(content, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -192,8 +204,11 @@ def customer_invoices(
     customer: Customer,
     rows: Iterable[UsageRow],
     as_of: datetime,
+    rates: FxRates | None = None,
+    max_rate_age_days: int = 7,
 ) -> list[Invoice]:
-    """Every invoice of ``customer`` as of ``as_of``, in period order."""
+    """Every invoice of ``customer`` as of ``as_of``, in period order (converted with
+    ``rates`` when the customer has an ``invoice_currency``)."""
     by_period: dict[datetime, list[UsageRow]] = defaultdict(list)
     for row in rows:
         by_period[row.period_start].append(row)
@@ -224,25 +239,63 @@ def customer_invoices(
     invoices = []
     for (period, final, lines, subtotal), exact in zip(drafts, applied, strict=True):
         credit = round_money(exact, currency)  # whole minor units already: the catalog checks
-        if credit:
-            lines.append(
-                InvoiceLine("credit", None, None, Decimal(1), -credit, period.start, period.end)
-            )
-        invoices.append(
-            Invoice(
-                customer.tenant,
-                customer.id,
-                currency,
-                period.start,
-                period.end,
-                period.close,
-                "final" if final else "draft",
-                tuple(lines),
-                subtotal,
-                credit,
-            )
+        invoice = Invoice(
+            customer.tenant,
+            customer.id,
+            currency,
+            period.start,
+            period.end,
+            period.close,
+            "final" if final else "draft",
+            tuple(lines),
+            subtotal,
+            credit,
         )
+        if customer.invoice_currency:
+            day = last_day(period.end, customer.timezone)
+            dated, rate = (rates or FxRates()).rate_on(
+                currency, customer.invoice_currency, day, max_rate_age_days
+            )
+            invoice = converted(invoice, customer.invoice_currency, rate, dated)
+        invoices.append(with_credit_line(invoice, credit))
     return invoices
+
+
+def converted(invoice: Invoice, target: str, rate: Decimal, rate_date: date) -> Invoice:
+    """``invoice`` (before its credit line) in ``target`` at ``rate`` (see `billing.fx`)."""
+    amounts, credit, rounding = convert_amounts(
+        [line.amount for line in invoice.lines], invoice.credits, rate, target
+    )
+    lines = tuple(
+        replace(line, amount=amount, source_amount=line.amount)
+        for line, amount in zip(invoice.lines, amounts, strict=True)
+    )
+    return replace(
+        invoice,
+        currency=target,
+        lines=lines,
+        subtotal=sum(amounts, Decimal(0)),
+        credits=credit,
+        fx=Conversion(invoice.currency, rate, rate_date, rounding),
+    )
+
+
+def with_credit_line(invoice: Invoice, source_credit: Decimal) -> Invoice:
+    """The invoice with its credits as a negative last line (``source_credit``: the credit
+    before conversion, kept on the line of a converted invoice)."""
+    if not invoice.credits:
+        return invoice
+    line = InvoiceLine(
+        "credit",
+        None,
+        None,
+        Decimal(1),
+        -invoice.credits,
+        invoice.period_start,
+        invoice.period_end,
+        source_amount=-source_credit if invoice.fx else None,
+    )
+    return replace(invoice, lines=(*invoice.lines, line))
 
 
 def pending_adjustments(

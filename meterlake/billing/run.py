@@ -161,6 +161,28 @@ def usage_rows(
     return found
 
 
+def price_customers(
+    spark: SparkSession,
+    settings: Settings,
+    stored: StoredCatalog,
+    customers: Sequence[Customer],
+    rows: dict[tuple[str, str], list[UsageRow]],
+    as_of: datetime,
+) -> list[Invoice]:
+    """Every invoice of ``customers`` from their usage ``rows``, converted where asked."""
+    from meterlake.billing.fx import rates_for
+
+    rates = rates_for(spark, settings, customers)
+    max_age = settings.billing_system.fx_max_age_days
+    return [
+        invoice
+        for c in customers
+        for invoice in customer_invoices(
+            stored.catalog, c, rows.get((c.tenant, c.id), ()), as_of, rates, max_age
+        )
+    ]
+
+
 def run_invoices(
     spark: SparkSession,
     settings: Settings,
@@ -180,11 +202,7 @@ def run_invoices(
     chosen = select_customers(stored, customers, tenant)  # an unknown id stops it first
     version = require_current(spark, settings, as_of)
     rows = usage_rows(spark, settings, stored, chosen, as_of, version)
-    invoices = [
-        invoice
-        for c in chosen
-        for invoice in customer_invoices(stored.catalog, c, rows.get((c.tenant, c.id), ()), as_of)
-    ]
+    invoices = price_customers(spark, settings, stored, chosen, rows, as_of)
     saved = None
     if not dry_run:
         saved = save_invoices(

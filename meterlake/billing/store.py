@@ -77,6 +77,7 @@ def _line_rows(invoices: Sequence[Invoice], bronze_version: int) -> list[tuple]:
                     ROLLUP_FOR_LINEAGE.qualified_name if traced else None,
                     _hour_floor(line.period_start) if traced else None,
                     _hour_ceil(line.period_end) if traced else None,
+                    line.source_amount,
                 )
             )
     return rows
@@ -103,6 +104,10 @@ def _invoice_rows(
             catalog_version,
             bronze_version,
             now,
+            i.fx.source_currency if i.fx else None,
+            i.fx.rate if i.fx else None,
+            i.fx.rate_date if i.fx else None,
+            i.fx.rounding if i.fx else None,
         )
         for i in invoices
     ]
@@ -173,6 +178,7 @@ def stored_invoices(spark: SparkSession, settings: Settings) -> dict[str, Invoic
     be compared with a recomputation."""
     from collections import defaultdict
 
+    from meterlake.billing.fx import Conversion
     from meterlake.billing.invoices import InvoiceLine
     from meterlake.clock import from_table
 
@@ -190,6 +196,7 @@ def stored_invoices(spark: SparkSession, settings: Settings) -> dict[str, Invoic
                 row.event_type,
                 from_table(row.received_from),
                 from_table(row.received_before),
+                row.source_amount,
             )
         )
     return {
@@ -204,6 +211,9 @@ def stored_invoices(spark: SparkSession, settings: Settings) -> dict[str, Invoic
             tuple(lines[row.invoice_id]),
             row.subtotal,
             row.credits,
+            fx=Conversion(row.source_currency, row.fx_rate, row.fx_rate_date, row.fx_rounding)
+            if row.source_currency
+            else None,
         )
         for row in tables.read(spark, settings, tables.BILLING_INVOICES).collect()
     }

@@ -67,6 +67,7 @@ class Customer:
     subscriptions: tuple[Subscription, ...]
     credits: tuple[Credit, ...] = ()
     stripe_customer_id: str | None = None
+    invoice_currency: str | None = None  # None: invoiced in its plans' currency
 
 
 @dataclass(frozen=True)

@@ -291,6 +291,11 @@ def _customer(raw: dict[str, Any], index: int, plans: dict[str, Plan]) -> Custom
             f"{where}.subscriptions", f"plans mix currencies {sorted(currencies)}; use one"
         )
     currency = currencies.pop()
+    invoice_currency = raw.get("invoice_currency")
+    if invoice_currency is not None and invoice_currency not in MINOR_UNITS:
+        raise CatalogError(
+            f"{where}.invoice_currency", f"{invoice_currency!r} is not an ISO 4217 code"
+        )
     for c_index, raw_credit in enumerate(raw.get("credits", [])):
         if -Decimal(raw_credit["amount"]).as_tuple().exponent > MINOR_UNITS[currency]:
             raise CatalogError(
@@ -313,4 +318,6 @@ def _customer(raw: dict[str, Any], index: int, plans: dict[str, Plan]) -> Custom
         subscriptions=tuple(subscriptions),
         credits=credits,
         stripe_customer_id=raw.get("stripe_customer_id"),
+        # Invoicing in the plans' own currency is no conversion at all.
+        invoice_currency=invoice_currency if invoice_currency != currency else None,
     )

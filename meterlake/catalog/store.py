@@ -94,7 +94,15 @@ def _rows(catalog: Catalog, version: int) -> dict[tables.TableSpec, list[tuple]]
         ],
         tables.REF_PLAN_CHARGES: charges,
         tables.REF_CUSTOMERS: [
-            (version, c.tenant, c.id, c.timezone, c.billing_anchor, c.stripe_customer_id)
+            (
+                version,
+                c.tenant,
+                c.id,
+                c.timezone,
+                c.billing_anchor,
+                c.stripe_customer_id,
+                c.invoice_currency,
+            )
             for c in catalog.customers
         ],
         tables.REF_SUBSCRIPTIONS: [

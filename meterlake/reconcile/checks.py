@@ -47,7 +47,7 @@ class Finding:
         return self.actual - self.expected
 
 
-def _summary(check: str, found: list[Finding], checked: int, what: str) -> list[Finding]:
+def summarise(check: str, found: list[Finding], checked: int, what: str) -> list[Finding]:
     if found:
         return found
     count = Decimal(checked)
@@ -77,7 +77,7 @@ def _compare(
             want, got = Decimal(row[f"e_{m}"] or 0), Decimal(row[f"a_{m}"] or 0)
             if want != got:
                 found.append(Finding(check, f"{scope} {m}", want, got, "mismatch"))
-    return _summary(check, found, joined.count(), "keys")
+    return summarise(check, found, joined.count(), "keys")
 
 
 def completeness(spark: SparkSession, settings: Settings) -> list[Finding]:
@@ -196,11 +196,14 @@ def invoices(
 ) -> list[Finding]:
     """Pre-invoice (drafts: gold-based = bronze-only recomputation), post-invoice (stored
     = recomputed, line by line) and late usage waiting on finalised periods."""
+    from meterlake.billing.fx import rates_for
     from meterlake.billing.invoices import customer_invoices, pending_adjustments
     from meterlake.billing.run import usage_rows
     from meterlake.billing.store import stored_invoices
 
     customers = list(stored.catalog.customers)
+    rates = rates_for(spark, settings, customers)
+    max_age = settings.billing_system.fx_max_age_days
     from_gold = usage_rows(spark, settings, stored, customers, as_of, version)
     from_bronze = usage_rows(spark, settings, stored, customers, as_of, version, from_bronze=True)
     saved = stored_invoices(spark, settings)
@@ -208,8 +211,10 @@ def invoices(
     checked = {"pre_invoice": 0, "post_invoice": 0}
     for customer in customers:
         key = (customer.tenant, customer.id)
-        independent = customer_invoices(stored.catalog, customer, from_bronze.get(key, ()), as_of)
-        gold_based = customer_invoices(stored.catalog, customer, from_gold.get(key, ()), as_of)
+        independent, gold_based = (
+            customer_invoices(stored.catalog, customer, rows.get(key, ()), as_of, rates, max_age)
+            for rows in (from_bronze, from_gold)
+        )
         for mine, theirs in zip(independent, gold_based, strict=True):
             if mine.status != "draft":
                 continue
@@ -246,5 +251,5 @@ def invoices(
             )  # fmt: skip
     for check in ("pre_invoice", "post_invoice"):
         if not any(f.check == check for f in found):
-            found += _summary(check, [], checked[check], "invoices")
+            found += summarise(check, [], checked[check], "invoices")
     return found

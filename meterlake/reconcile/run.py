@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from meterlake.config import Settings
+    from meterlake.integrations.stripe_recon import StripeInvoice
 
 
 @dataclass(frozen=True)
@@ -30,8 +32,17 @@ class ReconRun:
         return [f for f in self.findings if f.status == "mismatch"]
 
 
-def reconcile(spark: SparkSession, settings: Settings, as_of: datetime) -> ReconRun:
-    """All checks as of ``as_of`` (after the same freshness checks as an invoice run)."""
+def reconcile(
+    spark: SparkSession,
+    settings: Settings,
+    as_of: datetime,
+    *,
+    stripe: bool = False,
+    stripe_fetch: Callable[[str], StripeInvoice] | None = None,
+) -> ReconRun:
+    """All checks as of ``as_of`` (after the same freshness checks as an invoice run);
+    ``stripe`` adds the comparison of synced invoices with Stripe (``stripe_fetch``: how
+    to read a Stripe invoice, by default its API)."""
     from meterlake.billing.run import require_current
     from meterlake.catalog.store import read_catalog
 
@@ -43,6 +54,17 @@ def reconcile(spark: SparkSession, settings: Settings, as_of: datetime) -> Recon
         + checks.bronze_gold(spark, settings, stored)
         + checks.invoices(spark, settings, stored, as_of, version)
     )
+    if stripe:
+        from meterlake.integrations.stripe_recon import stripe_findings
+
+        findings += stripe_findings(spark, settings, fetch=stripe_fetch)
+    return store_run(spark, settings, as_of, findings)
+
+
+def store_run(
+    spark: SparkSession, settings: Settings, as_of: datetime, findings: list[Finding]
+) -> ReconRun:
+    """Give ``findings`` a run id and append them to recon.results."""
     now = settings.now()
     digest = hashlib.sha256(f"{format_instant(as_of)} {format_instant(now)}".encode())
     run = ReconRun(f"recon-{digest.hexdigest()[:16]}", as_of, findings)

@@ -1,0 +1,1 @@
+"""Billing systems meterlake feeds: Stripe (push and compare) and signed webhooks."""
