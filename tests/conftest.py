@@ -72,3 +72,15 @@ def s3_endpoint(tmp_path_factory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         subprocess.run(["bash", script, "stop"], env=env, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def stripe_mock(tmp_path_factory) -> Iterator[int]:
+    """Stripe's stripe-mock (via infra/stripe-mock.sh) on a free loopback port; its port."""
+    from tests.billing_systems import start_stripe_mock, stop_stripe_mock
+    from tests.capture_server import free_port
+
+    port = free_port()
+    env = start_stripe_mock(port, tmp_path_factory.mktemp("stripe_mock"))
+    yield port
+    stop_stripe_mock(env)

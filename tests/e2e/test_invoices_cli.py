@@ -222,3 +222,17 @@ def test_roles_and_tenants_are_enforced_and_reads_are_logged(cli, spark) -> None
     )  # fmt: skip
     assert logged.rows == len(shown.stdout.splitlines())
     assert json.loads(logged.arguments)["customer"] == "acme"
+
+
+def test_final_invoices_go_to_stripe_once(cli, stripe_mock) -> None:
+    _, _, env = cli
+    stripe = {
+        **env,
+        "METERLAKE_STRIPE_API_KEY": "sk_test_123",
+        "METERLAKE_STRIPE_API_BASE": f"http://127.0.0.1:{stripe_mock}",
+    }
+    now = ("--now", "2026-03-20T00:00:00Z")
+    synced = meterlake(*now, "stripe", "sync", "--as-of", "2026-03-18T00:00:00Z", env=stripe)
+    assert synced.returncode == 0, synced.stderr
+    # acme's two periods (USD) and kuwait's two (KWD, three decimals) are final.
+    assert "4 invoice(s) synced, 0 failed, 0 already in Stripe" in synced.stdout

@@ -30,13 +30,7 @@ from meterlake.integrations.stripe_sync import stripe_client, sync_invoices
 from meterlake.integrations.webhooks import deliver_outbox
 from meterlake.pipeline import run_pipeline
 from meterlake.warehouse import init_warehouse
-from tests.billing_systems import (
-    RecordingProxy,
-    WebhookReceiver,
-    start_stripe_mock,
-    stop_stripe_mock,
-)
-from tests.capture_server import free_port
+from tests.billing_systems import RecordingProxy, WebhookReceiver
 
 CATALOG = b"""
 meters:
@@ -92,14 +86,6 @@ def billed(spark, tmp_path_factory) -> Settings:
     run_pipeline(spark, settings)
     finalise_due(spark, settings, AS_OF)
     return settings
-
-
-@pytest.fixture(scope="module")
-def stripe_mock(tmp_path_factory):
-    port = free_port()
-    env = start_stripe_mock(port, tmp_path_factory.mktemp("stripe_mock"))
-    yield port
-    stop_stripe_mock(env)
 
 
 def with_stripe(settings: Settings, url: str) -> Settings:
@@ -199,24 +185,24 @@ def test_reconciliation_against_stripe(spark, billed, stripe_mock) -> None:
     stripe_id = next(
         r.stripe_id for r in rows if r.invoice_id == invoice.invoice_id and r.kind == "invoice"
     )
+    usage_line = invoice.line_id(2)  # flat 10.00, then usage 1.07
     answer = recorded(stripe_id)
-    answer["items"][1]["amount"] += 1  # one cent more on the usage line
-    (found,) = compare_invoice(invoice, stripe_id, {**answer, "total": answer["total"] + 1})[:1]
-    assert (found.status, found.expected, found.actual) == (
-        "mismatch",
-        Decimal("1.07"),
-        Decimal("1.08"),
+    for item in answer["items"]:
+        item["amount"] += item["metadata"]["meterlake_line_id"] == usage_line  # one cent more
+    found = compare_invoice(invoice, stripe_id, {**answer, "total": answer["total"] + 1})
+    assert [(f.status, f.expected, f.actual) for f in found] == [
+        ("mismatch", Decimal("1.07"), Decimal("1.08")),  # the line
+        ("mismatch", Decimal("11.07"), Decimal("11.08")),  # and the total
+    ]
+    answer = recorded(stripe_id)
+    extra = {"id": "ii_x", "amount": 500, "currency": "usd", "metadata": {}}
+    found = compare_invoice(
+        invoice, stripe_id, {**answer, "items": [*answer["items"], extra], "total": 1607}
     )
-    extra = {
-        **recorded(stripe_id),
-        "items": [
-            *recorded(stripe_id)["items"],
-            {"id": "ii_x", "amount": 500, "currency": "usd", "metadata": {}},
-        ],
-    }
-    details = [f.detail for f in compare_invoice(invoice, stripe_id, extra)]
-    assert any("ii_x matches no meterlake line" in d for d in details)
-    assert any("Stripe invoice total" in d for d in details)
+    assert [f.detail for f in found] == [
+        "Stripe item ii_x matches no meterlake line (no id)",
+        "Stripe invoice total 16.07 USD",
+    ]
 
 
 def test_webhooks_are_signed_retried_and_never_delivered_twice(spark, billed) -> None:
