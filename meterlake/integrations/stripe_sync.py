@@ -153,7 +153,8 @@ class _InvoiceSync:
     def invoice_items(self) -> None:
         invoice, client = self.invoice, self.run.client
         currency = invoice.currency.lower()
-        resumed = (invoice.invoice_id, "invoice") in self.run.state
+        earlier = self.run.state.get((invoice.invoice_id, "invoice"))
+        resumed = earlier is not None and earlier.status == "synced"
         stripe_invoice = self.step(
             "invoice", "invoice", f"meterlake:invoice:{invoice.invoice_id}",
             lambda: client.v1.invoices.create(
@@ -177,10 +178,16 @@ class _InvoiceSync:
         on_stripe = self._items_on(stripe_invoice) if resumed else {}
         for number, line in enumerate(invoice.lines, start=1):
             line_id = invoice.line_id(number)
-            if line_id in on_stripe:
-                self.run.state[invoice.invoice_id, line_id] = SyncRow(
-                    invoice.invoice_id, line_id, "invoice_item", invoice.tenant, invoice.customer,
-                    f"meterlake:line:{line_id}", on_stripe[line_id], status="synced",
+            known = self.run.state.get((invoice.invoice_id, line_id))
+            if line_id in on_stripe and not (known and known.status == "synced"):
+                # In Stripe already (a run that died before recording it): record, not resend.
+                self.rows.append(
+                    SyncRow(
+                        invoice.invoice_id, line_id, "invoice_item", invoice.tenant,
+                        invoice.customer, f"meterlake:line:{line_id}", on_stripe[line_id],
+                        minor(line.amount, invoice.currency), invoice.currency, "synced",
+                        known.attempts if known else 0,
+                    )
                 )  # fmt: skip
                 continue
             amount = minor(line.amount, invoice.currency)
