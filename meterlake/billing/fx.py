@@ -143,8 +143,8 @@ def store_rates(spark: SparkSession, settings: Settings, rates: FxRates) -> tupl
 
     latest = (
         tables.read(spark, settings, tables.REF_FX_RATES)
-        .groupBy("version", "sha256")
-        .agg(F.count("*"))
+        .select("version", "sha256")
+        .distinct()
         .orderBy(F.col("version").desc())
         .limit(1)
         .collect()

@@ -131,24 +131,12 @@ class _InvoiceSync:
     def step(
         self, object_key: str, kind: str, key: str, send: Callable[[], Any], **extra
     ) -> str | None:
-        """Send one object unless recorded as synced; returns its Stripe id."""
-        known = self.run.state.get((self.invoice.invoice_id, object_key))
-        if known is not None and known.status == "synced":
-            return known.stripe_id
+        """Send one object of this invoice unless recorded as synced; its Stripe id."""
+        invoice = self.invoice
         row = SyncRow(
-            self.invoice.invoice_id, object_key, kind, self.invoice.tenant,
-            self.invoice.customer, key, attempts=known.attempts if known else 0, **extra,
-        )  # fmt: skip
-        self.rows.append(row)
-        try:
-            created, used = self.run.call(send)
-        except GaveUp as failure:
-            row.attempts += failure.attempts
-            row.last_error = f"{type(failure.error).__name__}: {failure.error}"[:1000]
-            raise
-        row.attempts += used
-        row.status, row.stripe_id, row.last_error = "synced", created.id, None
-        return created.id
+            invoice.invoice_id, object_key, kind, invoice.tenant, invoice.customer, key, **extra
+        )
+        return self.run.send_once(row, send, self.rows)
 
     def invoice_items(self) -> None:
         invoice, client = self.invoice, self.run.client
@@ -304,31 +292,45 @@ class StripeSync:
         if key in catalog_ids:
             return catalog_ids[key]
         marker = f"customer:{invoice.tenant}:{invoice.customer}"
-        known = self.state.get((marker, "customer"))
-        if known is not None and known.status == "synced" and known.stripe_id:
-            return known.stripe_id
         idempotency = f"meterlake:customer:{invoice.tenant}:{invoice.customer}"
         row = SyncRow(marker, "customer", "customer", invoice.tenant, invoice.customer, idempotency)
-        self.pending.append(row)
-        try:
-            created, used = self.call(
-                lambda: self.client.v1.customers.create(
-                    params={
-                        "name": invoice.customer,
-                        "metadata": {
-                            "meterlake_tenant_id": invoice.tenant,
-                            "meterlake_customer_id": invoice.customer,
-                        },
+        return self.send_once(
+            row,
+            lambda: self.client.v1.customers.create(
+                params={
+                    "name": invoice.customer,
+                    "metadata": {
+                        "meterlake_tenant_id": invoice.tenant,
+                        "meterlake_customer_id": invoice.customer,
                     },
-                    options={"idempotency_key": idempotency},
-                )
-            )
+                },
+                options={"idempotency_key": idempotency},
+            ),
+            self.pending,
+            remember=True,
+        )
+
+    def send_once(
+        self, row: SyncRow, send: Callable[[], Any], rows: list[SyncRow], *, remember: bool = False
+    ) -> str:
+        """Send ``row``'s object unless the sync table has it as synced; returns its Stripe
+        id. The row (attempts added to earlier ones, the last error) joins ``rows``; with
+        ``remember`` a success also serves later invoices of this run."""
+        known = self.state.get((row.invoice_id, row.object_key))
+        if known is not None and known.status == "synced":
+            return known.stripe_id
+        row.attempts = known.attempts if known else 0
+        rows.append(row)
+        try:
+            created, used = self.call(send)
         except GaveUp as failure:
-            row.attempts = (known.attempts if known else 0) + failure.attempts
-            row.last_error = str(failure.error)[:1000]
+            row.attempts += failure.attempts
+            row.last_error = f"{type(failure.error).__name__}: {failure.error}"[:1000]
             raise
-        row.status, row.stripe_id, row.attempts = "synced", created.id, used
-        self.state[marker, "customer"] = row
+        row.attempts += used
+        row.status, row.stripe_id, row.last_error = "synced", created.id, None
+        if remember:
+            self.state[row.invoice_id, row.object_key] = row
         return created.id
 
     def flush(self) -> None:
