@@ -7,7 +7,7 @@ UV_VERSION := 0.13.9
 export METERLAKE_IVY_DIR ?= $(CURDIR)/.cache/ivy
 export METERLAKE_LOG_DIR ?= $(CURDIR)/.cache/logs
 
-.PHONY: setup lock demo demo-s3 test lint bench airflow clean s3-up s3-down
+.PHONY: setup lock demo demo-s3 test chaos alert-rules lint bench airflow clean s3-up s3-down
 
 setup: $(VENV)/.installed .cache/ivy/.warm
 
@@ -43,6 +43,11 @@ lint: $(VENV)/.installed
 	bash infra/stripe-mock.sh install
 	touch $@
 
+# promtool (Prometheus's rule checker) for the alert-rule tests.
+.cache/bin/promtool: infra/promtool.sh
+	bash infra/promtool.sh install
+	touch $@
+
 s3-up: setup .cache/bin/minio
 	bash infra/s3.sh start
 
@@ -56,14 +61,25 @@ demo-s3: s3-up
 	METERLAKE_S3_ENDPOINT=$${METERLAKE_S3_ENDPOINT:-http://127.0.0.1:$${METERLAKE_S3_PORT:-9000}} \
 	METERLAKE_WAREHOUSE=s3a://meterlake/demo $(BIN)/meterlake demo
 
-test: setup lint .cache/bin/minio .cache/bin/stripe-mock
+test: setup lint .cache/bin/minio .cache/bin/stripe-mock .cache/bin/promtool
 	$(BIN)/python -m pytest -q tests
 
+# The fault-injection tests at full size: 20 SIGKILLs, 10,000 fuzzed API requests, ...
+chaos: setup
+	$(BIN)/python -m pytest -q tests/chaos --chaos-full
+
+# Regenerate the Prometheus alerting rules from meterlake/monitoring/rules.py.
+alert-rules: $(VENV)/.installed
+	$(BIN)/meterlake alert-rules --out infra/prometheus/meterlake-alerts.yml
+
+# Every benchmark, then bench/RESULTS.md from the figures they saved (about 2 hours here).
 bench: setup
 	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/invoices.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/freshness.py
+	$(BIN)/python bench/invoices.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/results.py
 
 # Airflow with the UI on http://127.0.0.1:8080, SQLite and this project's DAGs; state in
 # .airflow/ (the admin password is printed at start and kept in .airflow/).

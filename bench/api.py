@@ -26,6 +26,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from results import record
+
 from meterlake.audit.access import create_key
 from meterlake.config import Settings
 from meterlake.ingest.landing import land_file
@@ -114,12 +116,20 @@ def main() -> None:
     began = time.perf_counter()
     land_file(settings.with_warehouse(str(folder / "load")), source, "bench")
     load_rate = args.events / (time.perf_counter() - began)
-    print(f"API: {args.events} events in batches of {args.batch}, {args.clients} clients")
-    print(f"  accepted {api_rate:,.0f} events/s ({len(bodies) / elapsed:,.0f} requests/s)")
-    print(f"  request latency p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms")
-    print(f"events load (one file): {load_rate:,.0f} events/s")
-    print(f"ratio API / events load: {api_rate / load_rate:.3f}")
-    print(f"SDK track() on the caller's thread: {track_us:.1f} µs per event (spool append)")
+    record(
+        "api",
+        "Capture API throughput",
+        [
+            ("events", f"{args.events:,} in batches of {args.batch}, {args.clients} clients"),
+            ("accepted", f"{api_rate:,.0f} events/s"),
+            ("requests", f"{len(bodies) / elapsed:,.0f} requests/s"),
+            ("request latency p50", f"{quantiles[49] * 1000:.1f} ms"),
+            ("request latency p99", f"{quantiles[98] * 1000:.1f} ms"),
+            ("events load (one file)", f"{load_rate:,.0f} events/s"),
+            ("ratio API / events load", f"{api_rate / load_rate:.3f}"),
+            ("SDK track() on the caller's thread", f"{track_us:.1f} µs per event"),
+        ],
+    )
 
 
 if __name__ == "__main__":

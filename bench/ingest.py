@@ -24,6 +24,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from results import record
+
 from meterlake import synthetic, tables
 from meterlake.catalog.parse import parse_catalog
 from meterlake.catalog.store import store_catalog
@@ -160,12 +162,17 @@ def run(events: int, files: int, root: Path) -> None:
     plain = plain_json_to_parquet(spark, paths, root / "parquet")
     print("(b) meterlake pipeline run, landing → bronze ...", flush=True)
     ours, rows = pipeline(spark, settings.with_warehouse(str(root / "wh")), paths)
-    print()
-    print(f"events                     {events:>12,}")
-    print(f"(a) JSON → Parquet         {plain:>10.1f} s  {events / plain:>10,.0f} events/s")
-    print(f"(b) landing → bronze       {ours:>10.1f} s  {rows / ours:>10,.0f} events/s")
-    print(f"ratio (b)/(a)              {plain / ours:>12.2f}   (goal >= 0.6)")
     spark.stop()
+    record(
+        "ingest",
+        "Ingest: landing → bronze vs plain Spark JSON → Parquet",
+        [
+            ("events", f"{events:,}"),
+            ("(a) plain JSON → Parquet", f"{plain:.1f} s, {events / plain:,.0f} events/s"),
+            ("(b) landing → bronze", f"{ours:.1f} s, {rows / ours:,.0f} events/s"),
+            ("ratio (b)/(a) (goal ≥ 0.6)", f"{plain / ours:.2f}"),
+        ],
+    )
 
 
 def main() -> None:

@@ -25,6 +25,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from results import record
+
 from meterlake import tables
 from meterlake.billing.run import run_invoices
 from meterlake.catalog.parse import parse_catalog
@@ -152,21 +154,28 @@ def main() -> None:
             f"rollups: incremental ({late_count:,} late events)",
             lambda: refresh_rollups(spark, settings, **quiet),
         )
-        print(f"rebuild / incremental ratio: {full / incremental:.1f}")
         holder = {}
         took = timed(
             "invoices run (all customers, as of Feb 10)",
             lambda: holder.setdefault("run", run_invoices(spark, settings, AS_OF)),
         )
         run = holder["run"]
-        print(
-            f"{len(run.invoices):,} invoices; {args.customers / took:,.0f} customers/s,"
-            f" {total / took:,.0f} events/s; goal < 120 s: {'met' if took < 120 else 'NOT met'}"
-        )
         again = timed(
             "invoices run again (nothing changes)", lambda: run_invoices(spark, settings, AS_OF)
         )
-        print(f"rerun ratio to first run: {again / took:.2f}")
+        record(
+            "invoices",
+            f"Billing: rollups and an invoice run for {args.customers:,} customers",
+            [
+                ("events in bronze", f"{total:,}"),
+                ("rollups: full rebuild", f"{full:.1f} s"),
+                (f"rollups: incremental ({late_count:,} late events)", f"{incremental:.1f} s"),
+                ("rebuild / incremental ratio", f"{full / incremental:.1f}"),
+                ("invoices run (goal < 120 s)", f"{took:.1f} s"),
+                ("invoices", f"{len(run.invoices):,} ({args.customers / took:,.0f} customers/s)"),
+                ("rerun ratio to first run", f"{again / took:.2f}"),
+            ],
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -13,6 +13,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterlake.clock import format_instant
@@ -95,6 +96,8 @@ def _print_tally(tally, started: float) -> None:
     )
     for reason, count in sorted(tally.quarantined.items()):
         print(f"  quarantined {reason}: {count}")
+    for altered in tally.altered:
+        print(f"  ALTERED batch {altered.batch_id}: {altered.detail}")
 
 
 def cmd_pipeline_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -333,6 +336,91 @@ def cmd_gdpr_erase(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {table:<24}{rows:>8} row(s)")
     print(f"  landing files rewritten {len(erasure.files):>8}")
     return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.recovery.replay import replay
+
+    source = settings.with_warehouse(args.source) if args.source else settings
+    started = time.monotonic()
+    result = replay(_spark(settings), source, settings.with_warehouse(args.to))
+    _print_tally(result.tally, started)
+    print(
+        f"replay: {result.landing.batches} landing batches ({result.landing.bytes / 1e6:.1f} MB),"
+        f" {result.keys} keys, {result.runs} invoice runs into {args.to}"
+    )
+    for landing_file in result.landing.altered:
+        print(f"  ALTERED landing file {landing_file}: quarantined, not billed")
+    if result.differences:
+        print(f"invoices: {len(result.differences)} of {result.invoices} differ from the source:")
+        for line in result.differences:
+            print(f"  {line}")
+        return 3
+    print(f"invoices: all {result.invoices} equal to the source's, to the cent")
+    return 0
+
+
+def cmd_backup_create(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.recovery.backup import create_backup
+
+    made = create_backup(_spark(settings), settings, settings.with_warehouse(args.to))
+    print(
+        f"backup of {made.source} at {made.created_at}: {len(made.versions)} tables,"
+        f" {made.landing_batches} landing batches in {args.to}"
+    )
+    return 0
+
+
+def cmd_backup_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.recovery.backup import verify_backup
+
+    checked = verify_backup(_spark(settings), settings, settings.with_warehouse(args.backup))
+    print(
+        f"backup {args.backup}: {checked.tables} tables, {checked.partitions} partitions,"
+        f" {checked.rows} rows, {checked.landing_files} landing files checked;"
+        f" {checked.newer_batches} batch(es) landed since"
+    )
+    for problem in checked.problems:
+        print(f"  PROBLEM {problem}")
+    print("backup verified" if not checked.problems else f"{len(checked.problems)} problem(s)")
+    return 3 if checked.problems else 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.monitoring.health import collect
+
+    health = collect(_spark(settings), settings)
+    firing = health.firing()
+    if args.format == "prometheus":
+        _write_or_print(health.prometheus(), args.out)
+    else:
+        lines = [f"meterlake status of {settings.warehouse} at {format_instant(health.at)}"]
+        for s in health.samples:
+            labels = ",".join(f"{k}={v}" for k, v in s.labels)
+            name = f"{s.name}{{{labels}}}" if labels else s.name
+            lines.append(f"  {name:<52} {s.value:>14g}  {s.help}")
+        lines.append(f"alerts firing: {len(firing)}")
+        for rule, value in firing:
+            lines.append(
+                f"  {rule.severity.upper()} {rule.alert}: {rule.metric} = {value:g}"
+                f" ({rule.op} {rule.threshold:g}): {rule.summary}"
+            )
+        _write_or_print("\n".join(lines) + "\n", args.out)
+    return 3 if any(rule.severity == "critical" for rule, _ in firing) else 0
+
+
+def cmd_alert_rules(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.monitoring.rules import prometheus_rules
+
+    _write_or_print(prometheus_rules(), args.out)
+    return 0
+
+
+def _write_or_print(text: str, out: str | None) -> None:
+    if out:
+        Path(out).write_text(text)
+    else:
+        print(text, end="")
 
 
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
@@ -634,6 +722,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    recover = add(
+        "replay",
+        cmd_replay,
+        "rebuild a new warehouse from this one's landing zone and compare its invoices",
+        action="warehouse.recover",
+    )
+    recover.add_argument("--to", required=True, metavar="NEW_WAREHOUSE", help="an empty place")
+    recover.add_argument(
+        "--from", dest="source", metavar="WAREHOUSE", help="replay another (e.g. a backup)"
+    )
+    backup = commands.add_parser("backup", help="copy the warehouse and check copies")
+    backup_commands = backup.add_subparsers(dest="backup_command", required=True)
+    add(
+        "create",
+        cmd_backup_create,
+        "copy every table (at one version), the landing zone and the keys",
+        backup_commands,
+        action="warehouse.recover",
+    ).add_argument("--to", required=True, metavar="PATH", help="an empty place")
+    add(
+        "verify",
+        cmd_backup_verify,
+        "compare a backup with this warehouse: counts and checksums per partition, landing",
+        backup_commands,
+        action="backup.verify",
+    ).add_argument("--backup", required=True, metavar="PATH")
+    status = add(
+        "status",
+        cmd_status,
+        "health summary: event flow, lag, completeness, quarantine, reconciliation, freshness"
+        " (exit 3 when a critical alert fires)",
+        action="status.read",
+    )
+    status.add_argument("--format", choices=("text", "prometheus"), default="text")
+    status.add_argument("--out", help="write to this file (e.g. for a textfile collector)")
+    add(
+        "alert-rules",
+        cmd_alert_rules,
+        "print the Prometheus alerting rules the status metrics are watched by (no Spark)",
+        action=None,
+    ).add_argument("--out", help="write to this file")
     add("demo", cmd_demo, "generate data and run everything end to end", action="warehouse.admin")
     return parser
 

@@ -16,6 +16,7 @@ the standard AWS chain (environment, profile, instance role), never from meterla
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -35,10 +36,41 @@ class Storage(Protocol):
     def write(self, key: str, data: bytes) -> None: ...
     def create(self, key: str, data: bytes) -> bool: ...
     def read(self, key: str) -> bytes | None: ...
+    def sha256(self, key: str) -> str | None: ...
+    def download(self, key: str, local: Path) -> str | None: ...
     def keys(self, prefix: str) -> Iterator[str]: ...
     def delete(self, key: str) -> None: ...
     def delete_tree(self, prefix: str) -> None: ...
     def spool_dir(self) -> Path: ...
+
+
+_CHUNK = 1 << 20
+
+
+def _closing(handle, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    with handle:
+        yield from chunks
+
+
+def _digest(chunks: Iterator[bytes] | None) -> str | None:
+    if chunks is None:
+        return None
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _save(chunks: Iterator[bytes] | None, local: Path) -> str | None:
+    """Write ``chunks`` to ``local``, hashing them on the way; None when there are none."""
+    if chunks is None:
+        return None
+    digest = hashlib.sha256()
+    with local.open("wb") as handle:
+        for chunk in chunks:
+            digest.update(chunk)
+            handle.write(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -97,6 +129,21 @@ class LocalStorage:
     def read(self, key: str) -> bytes | None:
         path = self.root / key
         return path.read_bytes() if path.is_file() else None
+
+    def _chunks(self, key: str) -> Iterator[bytes] | None:
+        path = self.root / key
+        if not path.is_file():
+            return None
+        handle = path.open("rb")
+        return _closing(handle, iter(lambda: handle.read(_CHUNK), b""))
+
+    def sha256(self, key: str) -> str | None:
+        """The object's sha256 (hex), read in chunks; None when it does not exist."""
+        return _digest(self._chunks(key))
+
+    def download(self, key: str, local: Path) -> str | None:
+        """Copy the object to ``local``; its sha256, or None when it does not exist."""
+        return _save(self._chunks(key), local)
 
     def keys(self, prefix: str) -> Iterator[str]:
         base = self.root / prefix
@@ -157,16 +204,30 @@ class S3Storage:
             raise
         return True
 
-    def read(self, key: str) -> bytes | None:
+    def _get(self, key: str):
+        """The GET answer for ``key``, or None when there is no such object."""
         from botocore.exceptions import ClientError
 
         try:
-            answer = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return self._client.get_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
-        return answer["Body"].read()
+
+    def read(self, key: str) -> bytes | None:
+        answer = self._get(key)
+        return answer["Body"].read() if answer is not None else None
+
+    def _chunks(self, key: str) -> Iterator[bytes] | None:
+        answer = self._get(key)
+        return answer["Body"].iter_chunks(_CHUNK) if answer is not None else None
+
+    def sha256(self, key: str) -> str | None:
+        return _digest(self._chunks(key))
+
+    def download(self, key: str, local: Path) -> str | None:
+        return _save(self._chunks(key), local)
 
     def keys(self, prefix: str) -> Iterator[str]:
         pages = self._client.get_paginator("list_objects_v2").paginate(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.delta_io import per_table
 from meterlake.ingest.landing import ensure_landing
 
 if TYPE_CHECKING:
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 def init_warehouse(spark: SparkSession, settings: Settings) -> list[tuple[tables.TableSpec, bool]]:
     """Create whatever is missing; returns each table with whether this call created it."""
     ensure_landing(settings)
-    return [(spec, tables.create_table(spark, settings, spec)) for spec in tables.ALL_TABLES]
+    created = per_table(lambda spec: tables.create_table(spark, settings, spec), tables.ALL_TABLES)
+    return list(zip(tables.ALL_TABLES, created, strict=True))
 
 
 def require_tables(spark: SparkSession, settings: Settings) -> None:

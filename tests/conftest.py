@@ -21,6 +21,14 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "meterlake")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "meterlake-secret")
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--chaos-full",
+        action="store_true",
+        help="run tests/chaos at full size (`make chaos`); the default is the suite's small size",
+    )
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
     """The suite's one SparkSession, with S3A on the classpath for the object-store tests."""
@@ -50,28 +58,46 @@ def warehouse(spark, settings: Settings) -> Settings:
     return settings
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory) -> Iterator[str]:
-    """A real S3 server (MinIO, via infra/s3.sh) on a free loopback port for the session,
-    with the bucket ``meterlake``; credentials are the local defaults, given to boto3 and
-    S3A through the standard AWS environment variables."""
-    import socket
-    import subprocess
+class S3Server:
+    """The local S3 server (MinIO via infra/s3.sh) on one port and data folder; ``stop``
+    and ``start`` again keep its data, for the outage tests."""
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "METERLAKE_S3_PORT": str(port),
-        "METERLAKE_S3_DATA": str(tmp_path_factory.mktemp("s3") / "data"),
-    }
-    script = str(Path(__file__).resolve().parents[1] / "infra/s3.sh")
-    subprocess.run(["bash", script, "start"], env=env, check=True, capture_output=True)
+    def __init__(self, port: int, data: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self._env = {**os.environ, "METERLAKE_S3_PORT": str(port), "METERLAKE_S3_DATA": str(data)}
+        self._script = str(Path(__file__).resolve().parents[1] / "infra/s3.sh")
+
+    def _run(self, command: str) -> None:
+        import subprocess
+
+        script = ["bash", self._script, command]
+        subprocess.run(script, env=self._env, check=True, capture_output=True)
+
+    def start(self) -> None:
+        self._run("start")
+
+    def stop(self) -> None:
+        self._run("stop")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """A real S3 server on a free loopback port for the session, with the bucket
+    ``meterlake``; credentials are the local defaults, given to boto3 and S3A through the
+    standard AWS environment variables."""
+    from tests.capture_server import free_port
+
+    server = S3Server(free_port(), tmp_path_factory.mktemp("s3") / "data")
+    server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server
     finally:
-        subprocess.run(["bash", script, "stop"], env=env, check=True, capture_output=True)
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server: S3Server) -> str:
+    return s3_server.url
 
 
 @pytest.fixture(scope="session")

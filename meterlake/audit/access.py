@@ -46,6 +46,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "fx.load": frozenset({"finance", "engineer"}),
     "gdpr.export": frozenset({"engineer", "auditor"}),  # a data subject's request
     "gdpr.erase": frozenset({"engineer"}),  # rewrites raw data: never finance or analysts
+    "warehouse.recover": frozenset({"engineer"}),  # replay, backup create
+    "backup.verify": frozenset({"engineer", "auditor"}),
+    "status.read": frozenset({"engineer", "auditor", "finance"}),  # spans every tenant
 }
 
 

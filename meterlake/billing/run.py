@@ -193,12 +193,16 @@ def run_invoices(
     dry_run: bool = False,
     reason: str | None = None,
     source: str = "cli",
+    catalog_version: int | None = None,
 ) -> InvoiceRun:
     """Compute every invoice of the selected customers as of ``as_of``; save unless dry,
-    and then log the run (``source``, ``reason``) in billing.runs for auditors."""
+    and then log the run (``source``, ``reason``) in billing.runs for auditors.
+
+    ``catalog_version`` (default: the current one) lets a replay price with the catalog
+    an earlier run used."""
     from meterlake.catalog.store import read_catalog
 
-    stored = read_catalog(spark, settings)
+    stored = read_catalog(spark, settings, catalog_version)
     chosen = select_customers(stored, customers, tenant)  # an unknown id stops it first
     version = require_current(spark, settings, as_of)
     rows = usage_rows(spark, settings, stored, chosen, as_of, version)

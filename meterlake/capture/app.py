@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -32,6 +33,9 @@ from meterlake.clock import format_instant
 from meterlake.config import Settings
 from meterlake.ingest import reasons
 from meterlake.ingest.landing import TENANT_PATTERN
+
+# What the warehouse's storage raises when it cannot be reached (local disk or S3).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, ClientError)
 
 
 class KeyCache:
@@ -148,6 +152,14 @@ def create_app(settings: Settings):
     def error(status: int, message: str, **headers: str) -> JSONResponse:
         capture.metrics.inc("meterlake_api_requests_total", status=str(status))
         return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+    async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        """The warehouse's storage (keys, progress mark, published usage) cannot be reached:
+        nothing was acknowledged, so the client retries later."""
+        return error(503, f"storage unavailable: {exc}", **{"Retry-After": "5"})
+
+    for kind in STORAGE_ERRORS:
+        app.add_exception_handler(kind, storage_unavailable)
 
     async def authenticate(request: Request, action: str) -> Principal | JSONResponse:
         scheme, _, key = request.headers.get("authorization", "").partition(" ")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.catalog.model import Catalog
-from meterlake.delta_io import append
+from meterlake.delta_io import append, per_table
 from meterlake.errors import WarehouseError
 
 if TYPE_CHECKING:
@@ -45,9 +45,13 @@ def store_catalog(spark: SparkSession, settings: Settings, catalog: Catalog) -> 
         return LoadResult(version=current[0], changed=False)
     version = (current[0] if current else 0) + 1
     app_id = "meterlake-catalog"
-    for spec, rows in _rows(catalog, version).items():
+
+    def write(item: tuple[tables.TableSpec, list[tuple]]) -> None:
+        spec, rows = item
         frame = spark.createDataFrame(rows, schema=tables.nullable_schema(spec))
         append(frame, settings, spec, txn=(f"{app_id}-{spec.name}", version))
+
+    per_table(write, _rows(catalog, version).items())  # the version row last: it commits the load
     loaded = [
         (
             version,

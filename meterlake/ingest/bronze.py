@@ -19,6 +19,7 @@ from meterlake.delta_io import append_missing
 from meterlake.ingest import reasons
 from meterlake.ingest.event_schema import load_event_schemas
 from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED, classify
+from meterlake.ingest.integrity import Altered, altered_batches
 from meterlake.ingest.landing import LandingBatch
 from meterlake.ingest.parse import parse_lines
 from meterlake.tiering.events import events_at
@@ -42,6 +43,7 @@ class Tally:
     duplicates: int = 0
     quarantined: Counter[str] = field(default_factory=Counter)
     customers: set[tuple[str, str]] = field(default_factory=set)  # (tenant, customer) landed
+    altered: list[Altered] = field(default_factory=list)  # landing files changed since landing
 
     def record(self, outcome: str, reason: str, count: int) -> None:
         """Count ``count`` lines of one outcome (accepted | duplicate | rejected + reason)."""
@@ -61,6 +63,7 @@ class Tally:
         self.duplicates += other.duplicates
         self.quarantined.update(other.quarantined)
         self.customers |= other.customers
+        self.altered += other.altered
 
     @property
     def quarantined_total(self) -> int:
@@ -125,10 +128,17 @@ def known_customers(spark: SparkSession, settings: Settings) -> DataFrame:
     return customers.select("tenant_id", "customer_id", F.lit(True).alias("_known"))
 
 
-def admit(spark: SparkSession, settings: Settings, lines: DataFrame, prior: DataFrame) -> DataFrame:
+def admit(
+    spark: SparkSession,
+    settings: Settings,
+    lines: DataFrame,
+    prior: DataFrame,
+    altered: dict[str, Altered] | None = None,
+) -> DataFrame:
     """Classify non-blank lines: ``outcome`` accepted | duplicate | rejected, with reasons.
 
-    ``prior`` is bronze's (tenant_id, event_id, payload_sha256) minus the lines being processed.
+    ``prior`` is bronze's (tenant_id, event_id, payload_sha256) minus the lines being
+    processed; every line of an ``altered`` batch is rejected, whatever it holds.
     """
     from pyspark.sql import functions as F
 
@@ -152,6 +162,17 @@ def admit(spark: SparkSession, settings: Settings, lines: DataFrame, prior: Data
         )
         .drop("_known")
     )
+    if altered:
+        bad = F.col("batch_id").isin(list(altered))
+        details = F.create_map(
+            *(F.lit(x) for a in altered.values() for x in (a.batch_id, a.detail))
+        )
+        parsed = parsed.withColumn(
+            "detail", F.when(bad, details[F.col("batch_id")]).otherwise(F.col("detail"))
+        ).withColumn(
+            "reason",
+            F.when(bad, F.lit(reasons.LANDING_CHECKSUM_MISMATCH)).otherwise(F.col("reason")),
+        )
     return classify(parsed, prior).withColumn(
         "raw", F.when(F.col("outcome") == REJECTED, F.col("raw"))
     )
@@ -190,6 +211,7 @@ def process_batches(
     from pyspark.sql import functions as F
 
     now_ts = settings.now()
+    altered = altered_batches(spark, settings, batches)
     lines = landing_lines(spark, settings, batches)
     nonblank = lines.where(~F.col("value").rlike(BLANK_LINE))
     batch_ids = [b.batch_id for b in batches]
@@ -198,7 +220,9 @@ def process_batches(
     # Cached once, counted first: writing bronze invalidates every cached plan that read
     # bronze (as ``prior`` does), so nothing may use the cache after that write.
     admitted = (
-        admit(spark, settings, nonblank, prior).drop("value").persist(StorageLevel.MEMORY_AND_DISK)
+        admit(spark, settings, nonblank, prior, altered)
+        .drop("value")
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
         counts = (
@@ -232,6 +256,7 @@ def process_batches(
         admitted.unpersist()
     tally, rows = _account(batches, counts, epoch, now_ts)
     tally.customers = customers
+    tally.altered = list(altered.values())
     frame = spark.createDataFrame(rows, schema=tables.nullable_schema(tables.BRONZE_BATCHES))
     append_missing(frame, settings, tables.BRONZE_BATCHES, ["batch_id"], in_scope)
     return tally

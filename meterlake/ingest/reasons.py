@@ -18,6 +18,8 @@ TIMESTAMP_WITHOUT_OFFSET = "timestamp_without_offset"
 TOO_OLD = "too_old"
 UNKNOWN_CUSTOMER = "unknown_customer"
 DUPLICATE_CONFLICT = "duplicate_conflict"
+# Every line of a landing file that no longer hashes to its manifest's sha256.
+LANDING_CHECKSUM_MISMATCH = "landing_checksum_mismatch"
 # Not an ingest verdict: a bronze row the data-quality suite failed, moved here to be
 # re-derived from its landing line by a quarantine replay.
 QUALITY_FAILED = "quality_failed"

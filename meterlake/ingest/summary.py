@@ -44,13 +44,6 @@ def ingest_summary(spark: SparkSession, settings: Settings) -> IngestSummary:
         .agg(F.count("*").alias("n"), F.coalesce(F.sum(F.col("clock_skew").cast("int")), F.lit(0)))
         .first()
     )
-    quarantine = (
-        tables.read(spark, settings, tables.BRONZE_QUARANTINE)
-        .where(F.col("replayed_at").isNull() | (F.col("replay_outcome") != "admitted"))
-        .groupBy("reason")
-        .count()
-        .collect()
-    )
     return IngestSummary(
         landing_batches=batches.n,
         events_read=batches.read,
@@ -58,5 +51,19 @@ def ingest_summary(spark: SparkSession, settings: Settings) -> IngestSummary:
         bronze_rows=events[0],
         clock_skewed=events[1],
         duplicates=batches.dups,
-        quarantined_by_reason={row.reason: row["count"] for row in sorted(quarantine)},
+        quarantined_by_reason=quarantined_by_reason(spark, settings),
     )
+
+
+def quarantined_by_reason(spark: SparkSession, settings: Settings) -> dict[str, int]:
+    """Quarantined events not re-admitted by a replay, per reason (sorted)."""
+    from pyspark.sql import functions as F
+
+    rows = (
+        tables.read(spark, settings, tables.BRONZE_QUARANTINE)
+        .where(F.col("replayed_at").isNull() | (F.col("replay_outcome") != "admitted"))
+        .groupBy("reason")
+        .count()
+        .collect()
+    )
+    return {row.reason: row["count"] for row in sorted(rows)}

@@ -1,0 +1,137 @@
+"""Copying what a warehouse cannot rebuild into another warehouse (local or S3): the landing
+zone, the access keys and the record tables, each verified on the way.
+
+Used by ``meterlake replay`` (disaster recovery) and ``meterlake backup create``. Landing
+files are checked against their manifest's sha256 (or the one a GDPR erasure recorded)
+while they are copied, and a file is in place before its manifest entry, as landing
+itself commits them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meterlake import tables
+from meterlake.audit.access import KEYS_DIR
+from meterlake.delta_io import per_table
+from meterlake.errors import ConfigError, StaleDataError
+from meterlake.ingest.integrity import erased_checksums
+from meterlake.ingest.landing import MANIFEST_DIR, ensure_landing, manifest_entries
+from meterlake.storage import Storage, storage_for
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from meterlake.config import Settings
+
+# Records of what happened (reference data, audit trails, what external systems were
+# sent): copied as they are. Everything else is derived from landing and these, and is
+# rebuilt by a replay.
+RECORD_TABLES: tuple[tables.TableSpec, ...] = (
+    tables.REF_CATALOG_VERSIONS,
+    tables.REF_METERS,
+    tables.REF_PLANS,
+    tables.REF_PLAN_CHARGES,
+    tables.REF_CUSTOMERS,
+    tables.REF_SUBSCRIPTIONS,
+    tables.REF_CREDITS,
+    tables.REF_TENANTS,
+    tables.REF_FX_RATES,
+    tables.BILLING_OUTBOX,
+    tables.BILLING_STRIPE_SYNC,
+    tables.BILLING_WEBHOOK_DELIVERIES,
+    tables.AUDIT_QUERY_LOG,
+    tables.AUDIT_TIERING_LOG,
+    tables.AUDIT_ERASURES,
+)
+
+Progress = Callable[[str], None]
+
+
+def require_new(spark: SparkSession, source: Settings, target: Settings) -> None:
+    """``target`` must be another place and hold no warehouse yet."""
+    from delta.tables import DeltaTable
+
+    if target.warehouse.rstrip("/") == source.warehouse.rstrip("/"):
+        raise ConfigError("--to: must not be the warehouse being replayed")
+    if next(manifest_entries(target), None) is not None or DeltaTable.isDeltaTable(
+        spark, tables.BRONZE_EVENTS.path(target)
+    ):
+        raise ConfigError(f"--to: {target.warehouse} already holds a warehouse; name a new one")
+
+
+@dataclass
+class LandingCopy:
+    batches: int = 0
+    bytes: int = 0
+    altered: list[str] = field(default_factory=list)  # landing files not matching their sha256
+
+
+def copy_landing(
+    spark: SparkSession, source: Settings, target: Settings, progress: Progress
+) -> LandingCopy:
+    """Copy every committed landing batch (file, then manifest entry), checking each file's
+    sha256 as it is read. A changed file is copied as it is and named in the result (the
+    target's bronze quarantines it, as the source's would); a missing one stops the copy."""
+    ensure_landing(target)
+    src, dst = storage_for(source), storage_for(target)
+    legitimate = erased_checksums(spark, source)
+    done = LandingCopy()
+    with tempfile.TemporaryDirectory(dir=dst.spool_dir()) as scratch:
+        for batch in manifest_entries(source):
+            local = Path(scratch) / "batch"
+            digest = src.download(batch.landing_file, local)
+            if digest is None:
+                raise StaleDataError(
+                    f"landing file {batch.landing_file} of batch {batch.batch_id} is missing"
+                    f" in {source.warehouse}; nothing can rebuild it"
+                )
+            if digest != batch.sha256 and (batch.landing_file, digest) not in legitimate:
+                done.altered.append(batch.landing_file)
+            done.bytes += local.stat().st_size
+            dst.put_file(local, batch.landing_file)
+            key = f"{MANIFEST_DIR}/{batch.tenant_id}.{batch.sha256}.json"
+            dst.create(key, src.read(key) or b"")
+            done.batches += 1
+            if done.batches % 100 == 0:
+                progress(f"landing: {done.batches} batches, {done.bytes / 1e6:.1f} MB copied")
+    return done
+
+
+def copy_keys(source: Settings, target: Settings) -> int:
+    """Copy the API and CLI access keys (their digests); returns how many."""
+    src: Storage = storage_for(source, spool="_access/.tmp")
+    dst: Storage = storage_for(target, spool="_access/.tmp")
+    keys = list(src.keys(KEYS_DIR + "/"))
+    for key in keys:
+        dst.create(key, src.read(key) or b"")
+    return len(keys)
+
+
+def copy_tables(
+    spark: SparkSession,
+    source: Settings,
+    target: Settings,
+    specs: tuple[tables.TableSpec, ...],
+    versions: dict[str, int] | None = None,
+) -> dict[str, int]:
+    """Copy ``specs`` (the target's tables must exist and be empty) as of the source's
+    latest version or ``versions[qualified_name]``; returns the version copied per table."""
+    from delta.tables import DeltaTable
+
+    from meterlake.delta_io import append
+
+    def one(spec: tables.TableSpec) -> tuple[str, int]:
+        path = spec.path(source)
+        version = (versions or {}).get(spec.qualified_name)
+        if version is None:
+            version = DeltaTable.forPath(spark, path).history(1).first().version
+        frame = spark.read.format("delta").option("versionAsOf", version).load(path)
+        append(frame, target, spec)
+        return spec.qualified_name, version
+
+    return dict(per_table(one, specs))
