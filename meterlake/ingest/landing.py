@@ -79,7 +79,8 @@ def ensure_landing(settings: Settings) -> None:
             (Path(settings.warehouse) / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _manifest_key(tenant: str, sha256: str) -> str:
+def manifest_key(tenant: str, sha256: str) -> str:
+    """Where the manifest entry of these bytes for this tenant is (or would be)."""
     return f"{MANIFEST_DIR}/{tenant}.{sha256}.json"
 
 
@@ -125,7 +126,7 @@ def land_stream(
     spooled = Path(tmp.name)
     try:
         scan.check(original_name)
-        existing = _read_entry(storage, _manifest_key(tenant, scan.sha256))
+        existing = _read_entry(storage, manifest_key(tenant, scan.sha256))
         if existing:
             return LandResult(existing, already_loaded=True)
         batch_id = batch_id_for(tenant, scan.sha256, received)
@@ -150,7 +151,7 @@ def land_stream(
 
 def _commit_manifest(storage: Storage, batch: LandingBatch) -> LandResult:
     """Create the manifest entry exclusively; a concurrent identical load wins or loses cleanly."""
-    key = _manifest_key(batch.tenant_id, batch.sha256)
+    key = manifest_key(batch.tenant_id, batch.sha256)
     entry = (json.dumps(asdict(batch), sort_keys=True) + "\n").encode()
     if storage.create(key, entry):
         return LandResult(batch, already_loaded=False)

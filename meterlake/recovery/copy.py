@@ -20,7 +20,7 @@ from meterlake.audit.access import KEYS_DIR
 from meterlake.delta_io import per_table
 from meterlake.errors import ConfigError, StaleDataError
 from meterlake.ingest.integrity import erased_checksums
-from meterlake.ingest.landing import MANIFEST_DIR, ensure_landing, manifest_entries
+from meterlake.ingest.landing import ensure_landing, manifest_entries, manifest_key
 from meterlake.storage import Storage, storage_for
 
 if TYPE_CHECKING:
@@ -94,12 +94,21 @@ def copy_landing(
                 done.altered.append(batch.landing_file)
             done.bytes += local.stat().st_size
             dst.put_file(local, batch.landing_file)
-            key = f"{MANIFEST_DIR}/{batch.tenant_id}.{batch.sha256}.json"
-            dst.create(key, src.read(key) or b"")
+            key = manifest_key(batch.tenant_id, batch.sha256)
+            dst.create(key, _read(src, key))
             done.batches += 1
             if done.batches % 100 == 0:
                 progress(f"landing: {done.batches} batches, {done.bytes / 1e6:.1f} MB copied")
     return done
+
+
+def _read(storage: Storage, key: str) -> bytes:
+    """An object that was just listed; gone meanwhile means someone is deleting from the
+    warehouse being copied, and the copy must not go on as if it were whole."""
+    data = storage.read(key)
+    if data is None:
+        raise StaleDataError(f"{key} disappeared while it was being copied")
+    return data
 
 
 def copy_keys(source: Settings, target: Settings) -> int:
@@ -108,7 +117,7 @@ def copy_keys(source: Settings, target: Settings) -> int:
     dst: Storage = storage_for(target, spool="_access/.tmp")
     keys = list(src.keys(KEYS_DIR + "/"))
     for key in keys:
-        dst.create(key, src.read(key) or b"")
+        dst.create(key, _read(src, key))
     return len(keys)
 
 
