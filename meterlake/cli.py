@@ -349,8 +349,6 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         f"replay: {result.landing.batches} landing batches ({result.landing.bytes / 1e6:.1f} MB),"
         f" {result.keys} keys, {result.runs} invoice runs into {args.to}"
     )
-    for landing_file in result.landing.altered:
-        print(f"  ALTERED landing file {landing_file}: quarantined, not billed")
     if result.differences:
         print(f"invoices: {len(result.differences)} of {result.invoices} differ from the source:")
         for line in result.differences:

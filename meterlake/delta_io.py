@@ -32,8 +32,8 @@ def per_table(work: Callable[[Item], Result], items: Iterable[Item]) -> list[Res
     """``work`` over ``items`` four at a time, results in order; the first error is raised.
 
     For commits to different tables, which are independent: each is a few small
-    driver-side steps, mostly waiting, so creating a warehouse or storing a catalog
-    takes about a third of the time it takes one table after another.
+    driver-side steps, partly waiting, so they overlap (a warm ``init`` of every table:
+    5.5 s one after another, 4.2 s four at a time, on two cores).
     """
     from concurrent.futures import ThreadPoolExecutor
 

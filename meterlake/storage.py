@@ -37,7 +37,7 @@ class Storage(Protocol):
     def create(self, key: str, data: bytes) -> bool: ...
     def read(self, key: str) -> bytes | None: ...
     def sha256(self, key: str) -> str | None: ...
-    def download(self, key: str, local: Path) -> str | None: ...
+    def download(self, key: str, local: Path) -> bool: ...
     def keys(self, prefix: str) -> Iterator[str]: ...
     def delete(self, key: str) -> None: ...
     def delete_tree(self, prefix: str) -> None: ...
@@ -61,16 +61,14 @@ def _digest(chunks: Iterator[bytes] | None) -> str | None:
     return digest.hexdigest()
 
 
-def _save(chunks: Iterator[bytes] | None, local: Path) -> str | None:
-    """Write ``chunks`` to ``local``, hashing them on the way; None when there are none."""
+def _save(chunks: Iterator[bytes] | None, local: Path) -> bool:
+    """Write ``chunks`` to ``local``; False when there are none (no such object)."""
     if chunks is None:
-        return None
-    digest = hashlib.sha256()
+        return False
     with local.open("wb") as handle:
         for chunk in chunks:
-            digest.update(chunk)
             handle.write(chunk)
-    return digest.hexdigest()
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -141,8 +139,8 @@ class LocalStorage:
         """The object's sha256 (hex), read in chunks; None when it does not exist."""
         return _digest(self._chunks(key))
 
-    def download(self, key: str, local: Path) -> str | None:
-        """Copy the object to ``local``; its sha256, or None when it does not exist."""
+    def download(self, key: str, local: Path) -> bool:
+        """Copy the object to ``local``; False when it does not exist."""
         return _save(self._chunks(key), local)
 
     def keys(self, prefix: str) -> Iterator[str]:
@@ -226,7 +224,7 @@ class S3Storage:
     def sha256(self, key: str) -> str | None:
         return _digest(self._chunks(key))
 
-    def download(self, key: str, local: Path) -> str | None:
+    def download(self, key: str, local: Path) -> bool:
         return _save(self._chunks(key), local)
 
     def keys(self, prefix: str) -> Iterator[str]:

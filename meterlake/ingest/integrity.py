@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.errors import StaleDataError
-from meterlake.storage import Storage, storage_for
+from meterlake.storage import storage_for
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -51,28 +51,41 @@ def erased_checksums(spark: SparkSession, settings: Settings) -> set[tuple[str, 
     return found
 
 
-def altered_batches(
-    spark: SparkSession,
-    settings: Settings,
-    batches: list[LandingBatch],
-    storage: Storage | None = None,
-) -> dict[str, Altered]:
-    """The batches (by id) whose landing file changed; raises when a file is missing.
+@dataclass(frozen=True)
+class LandingCheck:
+    missing: list[LandingBatch]  # manifest entries whose file is gone
+    altered: dict[str, Altered]  # by batch id: files changed other than by an erasure
 
-    ``storage`` defaults to the warehouse's; a backup check passes the backup's.
-    """
-    storage = storage or storage_for(settings)
+
+def check_landing(
+    spark: SparkSession, settings: Settings, batches: list[LandingBatch]
+) -> LandingCheck:
+    """Hash each batch's file in ``settings``'s warehouse and compare with its manifest."""
+    storage = storage_for(settings)
+    missing: list[LandingBatch] = []
     differing: list[Altered] = []
     for batch in batches:
         actual = storage.sha256(batch.landing_file)
         if actual is None:
-            raise StaleDataError(
-                f"landing file {batch.landing_file} of batch {batch.batch_id} is missing;"
-                " restore it from a backup (meterlake backup verify finds a good copy)"
-            )
-        if actual != batch.sha256:
+            missing.append(batch)
+        elif actual != batch.sha256:
             differing.append(Altered(batch.batch_id, batch.landing_file, batch.sha256, actual))
     if not differing:  # the usual case: no need to read the erasure log
-        return {}
+        return LandingCheck(missing, {})
     erased = erased_checksums(spark, settings)
-    return {a.batch_id: a for a in differing if (a.landing_file, a.actual) not in erased}
+    altered = {a.batch_id: a for a in differing if (a.landing_file, a.actual) not in erased}
+    return LandingCheck(missing, altered)
+
+
+def altered_batches(
+    spark: SparkSession, settings: Settings, batches: list[LandingBatch]
+) -> dict[str, Altered]:
+    """The batches (by id) whose landing file changed; raises when a file is missing."""
+    checked = check_landing(spark, settings, batches)
+    if checked.missing:
+        batch = checked.missing[0]
+        raise StaleDataError(
+            f"landing file {batch.landing_file} of batch {batch.batch_id} is missing;"
+            " restore it from a backup (meterlake backup verify finds a good copy)"
+        )
+    return checked.altered

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from meterlake import tables
 from meterlake.clock import format_instant, parse_instant
 from meterlake.delta_io import per_table
-from meterlake.ingest.integrity import erased_checksums
+from meterlake.ingest.integrity import check_landing
 from meterlake.ingest.landing import manifest_entries
 from meterlake.recovery.copy import Progress, copy_keys, copy_landing, copy_tables, require_new
 from meterlake.storage import storage_for
@@ -56,7 +56,7 @@ def create_backup(
     versions = copy_tables(spark, source, target, tables.ALL_TABLES)
     progress(f"{len(versions)} tables copied")
     copy_keys(source, target)
-    landing = copy_landing(spark, source, target, progress)
+    landing = copy_landing(source, target, progress)
     manifest = BackupManifest(
         source.warehouse, format_instant(created_at), versions, landing.batches
     )
@@ -136,13 +136,15 @@ def verify_backup(spark: SparkSession, source: Settings, backup: Settings) -> Ve
         except Exception as exc:  # a table that cannot be read is a finding, not a crash
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             return [f"{spec.qualified_name}: cannot be compared: {reason}"], 0, 0
-        problems = [
-            f"{spec.qualified_name} partition {p}: source {want.get(p, (0, 0))[0]} rows,"
-            f" backup {got.get(p, (0, 0))[0]} rows"
-            + (", checksums differ" if want.get(p, (0,))[0] == got.get(p, (0,))[0] else "")
-            for p in sorted(want.keys() | got.keys())
-            if want.get(p) != got.get(p)
-        ]
+        problems = []
+        for p in sorted(want.keys() | got.keys()):
+            (rows_then, sum_then), (rows_now, sum_now) = want.get(p, (0, 0)), got.get(p, (0, 0))
+            if (rows_then, sum_then) != (rows_now, sum_now):
+                same_count = ", checksums differ" if rows_then == rows_now else ""
+                problems.append(
+                    f"{spec.qualified_name} partition {p}: source {rows_then} rows,"
+                    f" backup {rows_now} rows{same_count}"
+                )
         return problems, len(want), sum(n for n, _ in want.values())
 
     for problems, partitions, rows in per_table(compare, tables.ALL_TABLES):
@@ -161,19 +163,17 @@ def _verify_landing(
     manifest: BackupManifest,
     result: Verification,
 ) -> None:
-    storage = storage_for(backup)
-    legitimate = erased_checksums(spark, backup)
-    held = set()
-    for batch in manifest_entries(backup):
-        held.add(batch.batch_id)
-        result.landing_files += 1
-        digest = storage.sha256(batch.landing_file)
-        if digest is None:
-            result.problems.append(f"landing file {batch.landing_file}: missing in the backup")
-        elif digest != batch.sha256 and (batch.landing_file, digest) not in legitimate:
-            result.problems.append(
-                f"landing file {batch.landing_file}: sha256 {digest}, manifest {batch.sha256}"
-            )
+    entries = list(manifest_entries(backup))
+    held = {batch.batch_id for batch in entries}
+    result.landing_files += len(entries)
+    checked = check_landing(spark, backup, entries)
+    for batch in checked.missing:
+        result.problems.append(f"landing file {batch.landing_file}: missing in the backup")
+    for altered in checked.altered.values():
+        result.problems.append(
+            f"landing file {altered.landing_file}: sha256 {altered.actual},"
+            f" manifest {altered.expected}"
+        )
     taken: datetime | None = parse_instant(manifest.created_at) if manifest.created_at else None
     for batch in manifest_entries(source):
         if batch.batch_id in held:

@@ -1,17 +1,17 @@
 """Copying what a warehouse cannot rebuild into another warehouse (local or S3): the landing
-zone, the access keys and the record tables, each verified on the way.
+zone, the access keys and the record tables.
 
-Used by ``meterlake replay`` (disaster recovery) and ``meterlake backup create``. Landing
-files are checked against their manifest's sha256 (or the one a GDPR erasure recorded)
-while they are copied, and a file is in place before its manifest entry, as landing
-itself commits them.
+Used by ``meterlake replay`` (disaster recovery) and ``meterlake backup create``. A
+landing file is in place before its manifest entry, as landing itself commits them; its
+sha256 is checked where it is used: by the target's bronze (`ingest.integrity`), which
+quarantines a changed file, and by ``meterlake backup verify``.
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,6 @@ from meterlake import tables
 from meterlake.audit.access import KEYS_DIR
 from meterlake.delta_io import per_table
 from meterlake.errors import ConfigError, StaleDataError
-from meterlake.ingest.integrity import erased_checksums
 from meterlake.ingest.landing import ensure_landing, manifest_entries, manifest_key
 from meterlake.storage import Storage, storage_for
 
@@ -68,30 +67,22 @@ def require_new(spark: SparkSession, source: Settings, target: Settings) -> None
 class LandingCopy:
     batches: int = 0
     bytes: int = 0
-    altered: list[str] = field(default_factory=list)  # landing files not matching their sha256
 
 
-def copy_landing(
-    spark: SparkSession, source: Settings, target: Settings, progress: Progress
-) -> LandingCopy:
-    """Copy every committed landing batch (file, then manifest entry), checking each file's
-    sha256 as it is read. A changed file is copied as it is and named in the result (the
-    target's bronze quarantines it, as the source's would); a missing one stops the copy."""
+def copy_landing(source: Settings, target: Settings, progress: Progress) -> LandingCopy:
+    """Copy every committed landing batch (file, then manifest entry) as it is; a missing
+    file stops the copy."""
     ensure_landing(target)
     src, dst = storage_for(source), storage_for(target)
-    legitimate = erased_checksums(spark, source)
     done = LandingCopy()
     with tempfile.TemporaryDirectory(dir=dst.spool_dir()) as scratch:
         for batch in manifest_entries(source):
             local = Path(scratch) / "batch"
-            digest = src.download(batch.landing_file, local)
-            if digest is None:
+            if not src.download(batch.landing_file, local):
                 raise StaleDataError(
                     f"landing file {batch.landing_file} of batch {batch.batch_id} is missing"
                     f" in {source.warehouse}; nothing can rebuild it"
                 )
-            if digest != batch.sha256 and (batch.landing_file, digest) not in legitimate:
-                done.altered.append(batch.landing_file)
             done.bytes += local.stat().st_size
             dst.put_file(local, batch.landing_file)
             key = manifest_key(batch.tenant_id, batch.sha256)

@@ -5,8 +5,9 @@ table, a region rebuilt from a landing-zone replica). Into a new, empty warehous
 
 1. the record tables (`copy.RECORD_TABLES`: catalog versions, credits, tenants, FX rates,
    what Stripe and webhooks were sent, audit trails) and the access keys are copied;
-2. every landing batch is copied with its sha256 checked (`copy.copy_landing`);
-3. the pipeline rebuilds bronze, silver and gold from landing;
+2. every landing batch is copied (`copy.copy_landing`);
+3. the pipeline rebuilds bronze, silver and gold from landing (bronze checks each file's
+   sha256 and quarantines a changed one, reported in the tally);
 4. every invoice run the source logged in ``billing.runs`` is run again, in order, with
    its as-of instant, customer selection and catalog version: an invoice run is a pure
    function of those and of the events received by then, so finals, late-event
@@ -63,7 +64,7 @@ def replay(
     init_warehouse(spark, target)
     copy_tables(spark, source, target, RECORD_TABLES)
     keys = copy_keys(source, target)
-    landing = copy_landing(spark, source, target, progress)
+    landing = copy_landing(source, target, progress)
     progress(f"copied {len(RECORD_TABLES)} record tables, {keys} keys, {landing.batches} batches")
     tally = run_pipeline(spark, target, progress=progress).tally
     runs = tables.read(spark, source, tables.BILLING_RUNS).orderBy("run_at").collect()
