@@ -162,10 +162,11 @@ def cmd_invoices_run(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.billing.report import run_report
     from meterlake.billing.run import run_invoices
 
+    as_of = _instant(args.as_of, "--as-of")  # a bad flag is refused before Spark starts
     run = run_invoices(
         _spark(settings),
         settings,
-        _instant(args.as_of, "--as-of"),
+        as_of,
         customers=[args.customer] if args.customer else None,
         tenant=args.tenant,
         dry_run=args.dry_run,
@@ -187,8 +188,11 @@ def cmd_invoices_export(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_usage_show(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.billing.estimate import estimate_report
+    from meterlake.rollups.windows import parse_window
 
     as_of = _instant(args.as_of, "--as-of") if args.as_of else settings.now()
+    if args.window not in (None, "period"):
+        parse_window(args.window)  # a bad flag is refused before Spark starts
     spark = _spark(settings)
     if args.format == "json":
         from meterlake.billing.current_usage import pull_document
@@ -295,7 +299,8 @@ def cmd_shadow(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_tier_run(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.tiering.move import summary, tier_run
 
-    report = tier_run(_spark(settings), settings, _instant(args.as_of, "--as-of"))
+    as_of = _instant(args.as_of, "--as-of")  # a bad flag is refused before Spark starts
+    report = tier_run(_spark(settings), settings, as_of)
     print("\n".join(summary(report)))
     return 0
 

@@ -21,7 +21,7 @@ from tests.chaos.conftest import (
     make_events,
     new_warehouse,
 )
-from tests.e2e.cli import cli_env, meterlake, spawn
+from tests.e2e.cli import cli_env, meterlake_here, spawn
 
 BILLED_AT = RECEIVED + timedelta(days=40)
 BRONZE = ("tenant_id", "event_id", "customer_id", "quantity", "event_time", "batch_id")
@@ -85,7 +85,7 @@ def test_sigkill_anywhere_then_rerun_equals_a_clean_run(
         if kills < size.kills:
             kills += _kill_at_random(env, killed, rng)
     assert kills == size.kills, f"only {kills} of {size.kills} runs were killed midway"
-    last = meterlake("pipeline", "run", env=env)
+    last = meterlake_here("pipeline", "run", env=env)  # the kills needed processes; this not
     assert last.returncode == 0, last.stderr
 
     want = bill(spark, reference, BILLED_AT)

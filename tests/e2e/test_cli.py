@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from meterlake.demo import DEMO_CATALOG
-from tests.e2e.cli import cli_env, meterlake
+from tests.e2e.cli import cli_env, meterlake, meterlake_here
 
 
 def one_line_error(result) -> str:
@@ -72,12 +72,15 @@ def test_landing_to_bronze_through_the_cli(tmp_path: Path, spark) -> None:
     from meterlake.config import Settings
     from meterlake.warehouse import init_warehouse
 
+    # The Spark commands run in this process (the demo test below runs one as a process);
+    # `events load` never starts a JVM, so it runs as a process.
     env = cli_env(tmp_path / "wh")
-    assert "created bronze.events" in meterlake("init", env=env).stdout
+    assert "created bronze.events" in meterlake_here("init", env=env).stdout
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(DEMO_CATALOG)
-    assert "catalog version 1 loaded" in meterlake("catalog", "load", str(catalog), env=env).stdout
-    # Repeats change nothing (checked in this process: a CLI call costs a JVM start).
+    loaded = meterlake_here("catalog", "load", str(catalog), env=env)
+    assert "catalog version 1 loaded" in loaded.stdout
+    # Repeats change nothing.
     settings = Settings.load(env=env)
     assert not any(created for _, created in init_warehouse(spark, settings))
     again = store_catalog(spark, settings, load_catalog_file(catalog))
@@ -110,15 +113,15 @@ def test_landing_to_bronze_through_the_cli(tmp_path: Path, spark) -> None:
     assert "received 2026-03-02T00:00:00Z" in landed.stdout
     again = meterlake(*now, "events", "load", str(events), env=env)
     assert again.returncode == 0 and "already landed" in again.stdout and "skipped" in again.stdout
-    run = meterlake("pipeline", "run", env=env)
+    run = meterlake_here("pipeline", "run", env=env)
     assert run.returncode == 0, run.stderr
     assert "4 events read → 1 into bronze, 1 duplicates dropped, 2 quarantined" in run.stdout
     assert "quarantined malformed_json: 1" in run.stdout
     assert "quarantined unknown_customer: 1" in run.stdout
 
 
-def test_pipeline_before_init_is_one_clear_line(tmp_path: Path) -> None:
-    line = one_line_error(meterlake("pipeline", "run", env=cli_env(tmp_path / "wh")))
+def test_pipeline_before_init_is_one_clear_line(tmp_path: Path, spark) -> None:
+    line = one_line_error(meterlake_here("pipeline", "run", env=cli_env(tmp_path / "wh")))
     assert "run `meterlake init`" in line
 
 

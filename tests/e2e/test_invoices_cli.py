@@ -1,18 +1,20 @@
 """Catalog + events → pipeline → invoices (draft, then final after grace) → late events →
-adjustments on the next invoice → export, through the real CLI. Every amount below was
+adjustments on the next invoice → export, through the CLI. Every amount below was
 computed by hand from the catalog; the comments show the arithmetic.
 
-Each CLI call starts a JVM (15–40 s here), so the invoices are read back in-process with the
-function `invoices export` calls (one CLI export checks the file); dry runs and reruns are
-checked at library level in tests/integration/test_billing_pipeline.py."""
+The commands run through ``meterlake.cli.main`` in this process (a JVM start per command
+would cost 15–40 s each and test nothing more: tests/e2e/test_cli.py runs the command as
+a process); one-line errors that come before Spark run as processes. Dry runs and reruns
+are checked at library level in tests/integration/test_billing_pipeline.py."""
 
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from tests.e2e.cli import cli_env, meterlake
+from tests.e2e.cli import cli_env, meterlake, meterlake_here
 from tests.e2e.test_cli import one_line_error
 
 CATALOG = """\
@@ -57,12 +59,12 @@ def api(n: int, customer: str, when: str, quantity: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def cli(tmp_path_factory):
+def cli(tmp_path_factory, spark):
     folder = tmp_path_factory.mktemp("invoices")
     env = cli_env(folder / "warehouse")
 
     def run(*args: str, now: str | None = None):
-        result = meterlake(*(("--now", now) if now else ()), *args, env=env)
+        result = meterlake_here(*(("--now", now) if now else ()), *args, env=env)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -94,16 +96,6 @@ def export(cli, spark) -> dict[tuple[str, str], dict]:
 
     _, _, env = cli
     return by_period(export_document(spark, Settings.load(env=env)))
-
-
-def _pipeline_in_process(cli, spark, now: str) -> None:
-    """`pipeline run` through the function the command calls (its CLI wiring is tested in
-    tests/e2e/test_cli.py; another JVM start here would add a minute and nothing else)."""
-    from meterlake.config import Settings
-    from meterlake.pipeline import run_pipeline
-
-    _, _, env = cli
-    run_pipeline(spark, Settings.load(env=env, now=now), progress=lambda _: None)
 
 
 def lines(invoice: dict) -> list[tuple]:
@@ -145,7 +137,7 @@ def test_late_usage_adjusts_the_next_invoice_and_finals_never_change(cli, spark)
     before = export(cli, spark)
     assert before[ACME_1]["status"] == "final"
     run("events", "load", str(folder / "late.jsonl"), now="2026-02-20T00:00:00Z")
-    _pipeline_in_process(cli, spark, "2026-02-20T00:00:00Z")
+    run("pipeline", "run", now="2026-02-20T00:00:00Z")
     as_of = "2026-03-18T00:00:00Z"
     out = run("invoices", "run", "--as-of", as_of, now=as_of)
     assert "written: 2 new" in out
@@ -185,18 +177,20 @@ def test_usage_show_labels_an_estimate_until_the_invoice_is_final(cli) -> None:
 
 def test_bad_invoice_flags_are_one_line_errors(cli) -> None:
     _, _, env = cli
+    started = time.monotonic()
     line = one_line_error(meterlake("invoices", "run", "--as-of", "yesterday", env=env))
     assert "--as-of" in line
-    line = one_line_error(
-        meterlake(
-            "invoices", "run", "--as-of", "2026-02-18T00:00:00Z", "--customer", "nobody", env=env
-        )
-    )
-    assert "--customer" in line and "nobody" in line
     line = one_line_error(
         meterlake("usage", "show", "--customer", "acme", "--window", "hopping", env=env)
     )
     assert "--window" in line
+    assert time.monotonic() - started < 10  # refused before a JVM starts (15 s or more)
+    line = one_line_error(  # found in the catalog, so after Spark started
+        meterlake_here(
+            "invoices", "run", "--as-of", "2026-02-18T00:00:00Z", "--customer", "nobody", env=env
+        )
+    )
+    assert "--customer" in line and "nobody" in line
 
 
 def test_roles_and_tenants_are_enforced_and_reads_are_logged(cli, spark) -> None:
@@ -209,7 +203,7 @@ def test_roles_and_tenants_are_enforced_and_reads_are_logged(cli, spark) -> None
     enforced = {**env, "METERLAKE_ACCESS_CONTROL": "on"}
 
     def as_(key: str | None, *args: str):
-        return meterlake(*args, env={**enforced, "METERLAKE_KEY": key or ""})
+        return meterlake_here(*args, env={**enforced, "METERLAKE_KEY": key or ""})
 
     refused = [
         (None, "usage", "show", "--customer", "acme"),
@@ -242,7 +236,7 @@ def test_final_invoices_go_to_stripe_once(cli, stripe_mock) -> None:
         "METERLAKE_STRIPE_API_BASE": f"http://127.0.0.1:{stripe_mock}",
     }
     now = ("--now", "2026-03-20T00:00:00Z")
-    synced = meterlake(*now, "stripe", "sync", "--as-of", "2026-03-18T00:00:00Z", env=stripe)
+    synced = meterlake_here(*now, "stripe", "sync", "--as-of", "2026-03-18T00:00:00Z", env=stripe)
     assert synced.returncode == 0, synced.stderr
     # acme's two periods (USD) and kuwait's two (KWD, three decimals) are final.
     assert "4 invoice(s) synced, 0 failed, 0 already in Stripe" in synced.stdout

@@ -4,21 +4,22 @@ and a damaged backup is caught (a landing file's checksum, a table partition's r
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
 from meterlake import tables
+from meterlake.clock import format_instant
 from meterlake.config import Settings
 from meterlake.delta_io import append
-from meterlake.recovery.backup import create_backup, verify_backup
 from meterlake.recovery.replay import invoice_differences
-from tests.chaos.conftest import QUIET, RECEIVED, bill, land, make_events, new_warehouse
+from tests.chaos.conftest import RECEIVED, bill, land, make_events, new_warehouse
+from tests.e2e.cli import cli_env, meterlake_here
 
 BILLED_AT = RECEIVED + timedelta(days=40)
 
 
 def test_backup_verifies_then_catches_damage(spark, settings: Settings, tmp_path: Path) -> None:
+    """Through `meterlake backup create|verify` (in this process: see tests/e2e/cli.py)."""
     from pyspark.sql import functions as F
 
     source = new_warehouse(spark, settings, "source")
@@ -26,26 +27,33 @@ def test_backup_verifies_then_catches_damage(spark, settings: Settings, tmp_path
     land(source, tmp_path, "one", events[:150], RECEIVED)
     land(source, tmp_path, "two", events[150:], RECEIVED + timedelta(minutes=1))
     bill(spark, source, BILLED_AT)
+    env = cli_env(source.warehouse)
+    now = ("--now", format_instant(BILLED_AT))
 
-    backup = replace(source.with_warehouse(str(tmp_path / "backup")), pinned_now=BILLED_AT)
-    made = create_backup(spark, replace(source, pinned_now=BILLED_AT), backup, **QUIET)
-    assert made.landing_batches == 2 and len(made.versions) == len(tables.ALL_TABLES)
+    target = tmp_path / "backup"
+    made = meterlake_here(*now, "backup", "create", "--to", str(target), env=env)
+    assert made.returncode == 0, made.stderr
+    assert f"{len(tables.ALL_TABLES)} tables, 2 landing batches in {target}" in made.stdout
     land(source, tmp_path, "three", make_events(10, seed=72), BILLED_AT + timedelta(hours=1))
-    clean = verify_backup(spark, source, backup)
-    assert clean.problems == [] and clean.newer_batches == 1, clean.problems
-    assert clean.landing_files == 2 and clean.rows > 300
+    clean = meterlake_here("backup", "verify", "--backup", str(target), env=env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "2 landing files checked; 1 batch(es) landed since" in clean.stdout
+    assert clean.stdout.rstrip().endswith("backup verified")
 
     # Damage the backup: one landing file changed, one bronze partition with a row too many.
+    backup = source.with_warehouse(str(target))
     bronze = tables.read(spark, backup, tables.BRONZE_EVENTS)
     victim = bronze.orderBy("event_id").first()
     append(bronze.where(F.col("event_id") == victim.event_id), backup, tables.BRONZE_EVENTS)
     path = Path(backup.warehouse) / victim.landing_file
     path.write_bytes(path.read_bytes().replace(b'"quantity":', b'"quantity":1', 1))
-    damaged = verify_backup(spark, source, backup)
-    partition = f"bronze.events partition {victim.billing_date}"
-    assert any(p.startswith(partition) and "rows" in p for p in damaged.problems)
-    assert any(victim.landing_file in p and "sha256" in p for p in damaged.problems)
-    assert len(damaged.problems) == 2, damaged.problems
+    damaged = meterlake_here("backup", "verify", "--backup", str(target), env=env)
+    assert damaged.returncode == 3
+    problems = [line for line in damaged.stdout.splitlines() if "PROBLEM" in line]
+    partition = f"PROBLEM bronze.events partition {victim.billing_date}"
+    assert any(partition in p and "rows" in p for p in problems), problems
+    assert any(victim.landing_file in p and "sha256" in p for p in problems)
+    assert len(problems) == 2 and "2 problem(s)" in damaged.stdout, problems
 
 
 def test_invoice_differences_name_changed_missing_and_extra_invoices() -> None:
