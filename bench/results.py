@@ -13,6 +13,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from meterlake.config import Settings
+
 HERE = Path(__file__).resolve().parent
 SAVED = HERE / "results"
 REPORT = HERE / "RESULTS.md"
@@ -26,7 +28,10 @@ def record(name: str, title: str, figures: list[tuple[str, str]], notes: str = "
     for label, value in figures:
         print(f"  {label:<44}{value:>24}")
     SAVED.mkdir(exist_ok=True)
-    command = " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+    memory = Settings.load().driver_memory  # the run's; part of how to reproduce it
+    command = " ".join(
+        shlex.quote(a) for a in [f"METERLAKE_DRIVER_MEMORY={memory}", ".venv/bin/python", *sys.argv]
+    )
     entry = {
         "title": title,
         "command": command,

@@ -4,7 +4,9 @@
 Hourly maintenance of silver (`usage_minute`, `usage_hour`, `usage_day`) and
 `gold.period_usage`: brings them up to the current bronze (incremental; a new catalog
 version rebuilds them). Ingest does the same after each batch; this catches up whatever
-else appended to bronze (quarantine replays, backfills).
+else appended to bronze (quarantine replays, backfills). Then the materialised views
+(`views.current_usage`, `views.usage_by_dimension`, `views.tenant_daily_usage`) are
+rebuilt from them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ def meterlake_rollups():
 
         return orchestration.rollups()
 
-    refresh()
+    @task
+    def materialised_views() -> dict:
+        from meterlake import orchestration
+
+        return orchestration.views()
+
+    refresh() >> materialised_views()
 
 
 meterlake_rollups()

@@ -462,6 +462,47 @@ def _authorize(args: argparse.Namespace, settings: Settings) -> None:
         args.tenant = tenant
 
 
+def cmd_views_refresh(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.analytics.views import refresh_views
+
+    refresh_views(_spark(settings), settings)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.analytics.sql import run_query
+    from meterlake.analytics.table import text_table
+
+    spark = _spark(settings)
+    result = run_query(spark, settings, args.query, args.tenant, limit=args.limit)
+    _log_read(args, settings, spark, len(result.rows))
+    if args.format == "json":
+        print(json.dumps([r.asDict() for r in result.rows], default=str, indent=2))
+    else:
+        print("\n".join(text_table(result.columns, result.rows)))
+    if result.truncated:
+        print(f"(first {args.limit} rows; --limit shows more)", file=sys.stderr)
+    return 0
+
+
+def cmd_anomalies(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.analytics.anomalies import detect_anomalies, report
+
+    since = _instant(args.since, "--since")  # a bad flag is refused before Spark starts
+    spark = _spark(settings)
+    tuning = {"k": args.k, "baseline_hours": args.baseline_hours}
+    run = detect_anomalies(
+        spark,
+        settings,
+        since,
+        tenant=args.tenant,
+        **{name: value for name, value in tuning.items() if value is not None},
+    )
+    _log_read(args, settings, spark, len(run.found))
+    print("\n".join(report(run)))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.capture.app import serve
 
@@ -766,6 +807,36 @@ def build_parser() -> argparse.ArgumentParser:
         "print the Prometheus alerting rules the status metrics are watched by (no Spark)",
         action=None,
     ).add_argument("--out", help="write to this file")
+    views = commands.add_parser("views", help="materialised views analysts query")
+    add(
+        "refresh",
+        cmd_views_refresh,
+        "rebuild views.current_usage, views.usage_by_dimension, views.tenant_daily_usage",
+        views.add_subparsers(dest="views_command", required=True),
+        action="events.write",
+    )
+    sql = add(
+        "sql",
+        cmd_sql,
+        "run a read-only Spark SQL query over the warehouse's tables (logged)",
+        action="sql.query",
+    )
+    sql.add_argument("query", help='e.g. "SELECT * FROM views.tenant_daily_usage"')
+    sql.add_argument("--tenant", help="only this tenant's rows (a tenant key implies its own)")
+    sql.add_argument("--limit", type=int, default=1000, help="rows to show (default 1000)")
+    sql.add_argument("--format", choices=["text", "json"], default="text")
+    anomalies = add(
+        "anomalies",
+        cmd_anomalies,
+        "find hours of usage beyond k standard deviations of the hours before (stored)",
+        action="sql.query",
+    )
+    anomalies.add_argument("--since", required=True, help="first hour to judge (ISO 8601)")
+    anomalies.add_argument("--tenant", help="only this tenant (a tenant key implies its own)")
+    anomalies.add_argument("--k", type=float, help="standard deviations (default 3)")
+    anomalies.add_argument(
+        "--baseline-hours", type=int, help="hours each hour is compared with (default 168)"
+    )
     add("demo", cmd_demo, "generate data and run everything end to end", action="warehouse.admin")
     return parser
 

@@ -119,7 +119,9 @@ def demo_inputs(folder: Path) -> tuple[Path, list[Path]]:
 
 def run_demo(spark: SparkSession, settings: Settings, say: Callable[[str], None] = print) -> None:
     """Initialise, load the catalog, land three batches at their receipt times, run the
-    pipeline (bronze, silver, gold), invoice every ended period, and print the summary."""
+    pipeline (bronze, silver, gold), invoice every ended period, rebuild the materialised
+    views, and print the summary."""
+    from meterlake.analytics.views import refresh_views
     from meterlake.billing.run import run_invoices
     from meterlake.catalog.parse import load_catalog_file
     from meterlake.catalog.store import store_catalog
@@ -139,6 +141,7 @@ def run_demo(spark: SparkSession, settings: Settings, say: Callable[[str], None]
         say(f"{path.name}: {state} as batch {result.batch.batch_id} ({result.batch.lines} lines)")
     run_pipeline(spark, replace(settings, pinned_now=RECEIPTS[-1]), progress=say)
     run = run_invoices(spark, replace(settings, pinned_now=INVOICE_AS_OF), INVOICE_AS_OF)
+    refresh_views(spark, replace(settings, pinned_now=INVOICE_AS_OF), progress=say)
     print_summary(spark, settings, run, say)
 
 

@@ -248,6 +248,35 @@ def rollups() -> dict[str, Any]:
     }
 
 
+@task_body
+def views() -> dict[str, Any]:
+    """The materialised views rebuilt from the rollups."""
+    from meterlake.analytics.views import refresh_views
+
+    spark, settings = _open()
+    return refresh_views(spark, settings, progress=print).rows
+
+
+@task_body
+def anomalies(since: str) -> dict[str, Any]:
+    """Usage anomalies of the hours from ``since`` (stored in analytics.anomalies)."""
+    from meterlake.analytics.anomalies import detect_anomalies, report
+
+    spark, settings = _open()
+    run = detect_anomalies(spark, settings, parse_instant(since, "since"))
+    print("\n".join(report(run)))
+    return {"since": since, "found": len(run.found)}
+
+
+def interval_start(context: dict[str, Any]) -> str:
+    """The instant an Airflow run's data interval starts (its logical date for manual
+    runs), in UTC."""
+    from datetime import UTC
+
+    instant = context.get("data_interval_start") or context["logical_date"]
+    return instant.astimezone(UTC).isoformat()
+
+
 def interval_end(context: dict[str, Any]) -> str:
     """The instant an Airflow run works up to: the end of its data interval (its logical
     date for manual runs), in UTC."""

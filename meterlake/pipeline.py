@@ -46,9 +46,11 @@ def run_continuous(
     Landing → bronze runs as a stream (one micro-batch per trigger with new batches); each
     micro-batch re-publishes the usage of the customers it touched, priced from bronze,
     so ``GET /v1/usage`` does not wait for the rollups. The rollups catch up every
-    ``METERLAKE_ROLLUP_INTERVAL_SECONDS`` in a second thread, which also re-publishes
-    customers whose published period has ended.
+    ``METERLAKE_ROLLUP_INTERVAL_SECONDS`` in a second thread, which then rebuilds the
+    materialised views (when the rollups changed) and re-publishes customers whose
+    published period has ended.
     """
+    from meterlake.analytics.views import refresh_views
     from meterlake.billing.current_usage import ended_customers, publish_usage
     from meterlake.catalog.store import current_version
     from meterlake.ingest.progress import read_progress
@@ -71,7 +73,9 @@ def run_continuous(
             try:
                 if current_version(spark, settings) is not None:
                     began = time.monotonic()
-                    refresh_rollups(spark, settings, progress=progress)
+                    done = refresh_rollups(spark, settings, progress=progress)
+                    if done.rebuilt or done.batches:
+                        refresh_views(spark, settings, progress=progress)
                     progress(f"rollups: caught up in {time.monotonic() - began:.1f}s")
                 ended = ended_customers(settings)
                 if ended:

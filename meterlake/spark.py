@@ -116,6 +116,7 @@ def build_session(
         builder = builder.config(key, value)
     spark = _launch_with_log(builder, settings)
     spark.sparkContext.setLogLevel("ERROR")
+    _quiet_query_errors()
     if settings.uses_s3:
         # A session that already existed ignores the builder's spark.hadoop.* settings;
         # S3A reads them from the live Hadoop configuration.
@@ -125,6 +126,17 @@ def build_session(
     if not jars:
         _remember_jars(settings, packages, spark)
     return spark
+
+
+def _quiet_query_errors() -> None:
+    """PySpark logs every SQL or DataFrame error it raises as a JSON line on stderr; the
+    error itself still reaches the caller, and the CLI reports it in one line."""
+    import logging
+
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def spark_log_path(settings: Settings) -> Path:

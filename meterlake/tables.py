@@ -702,6 +702,87 @@ AUDIT_ERASURES = TableSpec(
     properties=dict(APPEND_ONLY),
 )
 
+VIEWS_CURRENT_USAGE = TableSpec(
+    layer="views",
+    name="current_usage",
+    description=(
+        "Materialised: each customer's usage so far in its current billing period, per"
+        " subscription segment and meter, with the period's estimated total (an estimate:"
+        " the period is open). Rebuilt from gold by `meterlake.analytics.views`."
+    ),
+    schema=_schema(
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("period_start", TimestampType(), False),
+        ("period_end", TimestampType(), False),
+        ("segment_start", TimestampType(), False),
+        ("segment_end", TimestampType(), False),
+        ("plan_id", StringType(), False),
+        ("meter_key", StringType(), False),
+        ("quantity", QUANTITY, False),
+        ("currency", StringType(), False),
+        ("estimated_total", MONEY, False),
+        ("as_of", TimestampType(), False),
+        ("bronze_version", LongType(), False),
+    ),
+)
+
+
+def _daily_usage(name: str, description: str, *dimensions: tuple[str, DataType, bool]):
+    """A materialised daily usage view; the two differ in their dimension columns."""
+    return TableSpec(
+        layer="views",
+        name=name,
+        description=description,
+        schema=_schema(
+            ("tenant_id", StringType(), False),
+            ("day", DateType(), False),
+            ("meter_key", StringType(), False),
+            *dimensions,
+            ("customers", LongType(), False),
+            ("events", LongType(), False),
+            ("sum_value", QUANTITY, True),
+        ),
+    )
+
+
+VIEWS_USAGE_BY_DIMENSION = _daily_usage(
+    "usage_by_dimension",
+    "Materialised: usage per tenant, UTC day, meter, event type, region and resource"
+    " (customers, events, sum of metered values), from silver.usage_day.",
+    ("event_type", StringType(), False),
+    ("region", StringType(), True),
+    ("resource_id", StringType(), True),
+)
+VIEWS_TENANT_DAILY_USAGE = _daily_usage(
+    "tenant_daily_usage",
+    "Materialised: usage per tenant, UTC day and meter, from silver.usage_day.",
+)
+
+ANALYTICS_ANOMALIES = TableSpec(
+    layer="analytics",
+    name="anomalies",
+    description=(
+        "Hours whose usage of a meter by a customer lies more than k standard deviations"
+        " from the mean of the hours before it (spike above, drop below)."
+    ),
+    schema=_schema(
+        ("tenant_id", StringType(), False),
+        ("customer_id", StringType(), False),
+        ("meter_key", StringType(), False),
+        ("hour_start", TimestampType(), False),
+        ("value", QUANTITY, False),
+        ("baseline_mean", DoubleType(), False),
+        ("baseline_stddev", DoubleType(), False),
+        ("baseline_hours", LongType(), False),
+        ("z_score", DoubleType(), True),
+        ("direction", StringType(), False),
+        ("k", DoubleType(), False),
+        ("detected_at", TimestampType(), False),
+    ),
+    constraints={"direction_known": "direction IN ('spike', 'drop')"},
+)
+
 ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_EVENTS,
     BRONZE_QUARANTINE,
@@ -730,6 +811,10 @@ ALL_TABLES: tuple[TableSpec, ...] = (
     AUDIT_QUERY_LOG,
     AUDIT_TIERING_LOG,
     AUDIT_ERASURES,
+    VIEWS_CURRENT_USAGE,
+    VIEWS_USAGE_BY_DIMENSION,
+    VIEWS_TENANT_DAILY_USAGE,
+    ANALYTICS_ANOMALIES,
     COLD_EVENTS,
 )
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from meterlake.config import Settings
+from meterlake.demo import DEMO_CATALOG
 
 FIXED_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -110,3 +111,61 @@ def stripe_mock(tmp_path_factory) -> Iterator[int]:
     env = start_stripe_mock(port, tmp_path_factory.mktemp("stripe_mock"))
     yield port
     stop_stripe_mock(env)
+
+
+# Three weeks of synthetic usage in two tenants: acme and initech in `default`, globex in
+# `t2`; the analytics tests and the dashboard's browser test read it.
+USAGE_NOW = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
+USAGE_CATALOG = (
+    DEMO_CATALOG.replace("id: globex\n    tenant: default", "id: globex\n    tenant: t2").rstrip()
+    + """
+  - id: initech
+    tenant: default
+    timezone: UTC
+    billing_anchor: calendar
+    subscriptions: [{plan: pro, start: "2026-01-01T00:00:00Z", end: null}]
+"""
+)
+
+
+@pytest.fixture(scope="session")
+def usage_warehouse(spark, tmp_path_factory) -> Settings:
+    """The usage above through the pipeline, anomaly detection and the views (which
+    publish the dashboard), at USAGE_NOW."""
+    import yaml
+
+    from meterlake import synthetic
+    from meterlake.analytics.anomalies import detect_anomalies
+    from meterlake.analytics.views import refresh_views
+    from meterlake.catalog.parse import parse_catalog
+    from meterlake.catalog.store import store_catalog
+    from meterlake.ingest.landing import land_file
+    from meterlake.pipeline import run_pipeline
+    from meterlake.warehouse import init_warehouse
+
+    folder = tmp_path_factory.mktemp("usage")
+    base = Settings.load(env={"METERLAKE_SHUFFLE_PARTITIONS": "2"})
+    settings = replace(base.with_warehouse(str(folder / "warehouse")), pinned_now=USAGE_NOW)
+    init_warehouse(spark, settings)
+    store_catalog(spark, settings, parse_catalog(yaml.safe_load(USAGE_CATALOG), sha256="usage"))
+    start = USAGE_NOW - timedelta(days=21)
+    for tenant, customers in (("default", ["acme", "initech"]), ("t2", ["globex"])):
+        path = folder / f"{tenant}.jsonl"
+        events = synthetic.events(1500, customers, start, timedelta(days=21), seed=len(tenant))
+        synthetic.write_jsonl(path, (synthetic.dump(e) for e in events))
+        land_file(settings, path, tenant)
+    quiet = {"progress": lambda _: None}
+    run_pipeline(spark, settings, **quiet)
+    detect_anomalies(spark, settings, start, baseline_hours=48)
+    refresh_views(spark, settings, **quiet)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def demo_run(spark, tmp_path_factory) -> tuple[Path, object]:
+    """`meterlake demo` once for the session (in this process: tests/e2e/cli.py): its
+    warehouse and the finished command (exit code, output)."""
+    from tests.e2e.cli import cli_env, meterlake_here
+
+    warehouse = tmp_path_factory.mktemp("demo") / "warehouse"
+    return warehouse, meterlake_here("demo", env=cli_env(warehouse))

@@ -49,6 +49,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "warehouse.recover": frozenset({"engineer"}),  # replay, backup create
     "backup.verify": frozenset({"engineer", "auditor"}),
     "status.read": frozenset({"engineer", "auditor", "finance"}),  # spans every tenant
+    "sql.query": frozenset({"analyst", "auditor", "finance", "engineer"}),  # sql, anomalies
 }
 
 

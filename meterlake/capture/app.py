@@ -6,7 +6,8 @@ event once the accepted ones are durably in landing; 422 when none could be acce
 400 for a body that is not an event or a batch; 401 without a valid key; 403 for a key
 that may not send; 413 over the size or count limit; 429 over the tenant's rate and 503
 under backpressure, both with ``Retry-After``. ``GET /v1/usage``, ``/healthz``,
-``/metrics`` and the OpenAPI schema (``/openapi.json``, ``/docs``) complete it.
+``/metrics``, the usage dashboard (``/dashboard``, its data at ``GET /v1/dashboard``) and
+the OpenAPI schema (``/openapi.json``, ``/docs``) complete it.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from meterlake import __version__
 from meterlake.audit.access import PERMISSIONS, Principal, lookup_key
@@ -33,6 +35,8 @@ from meterlake.clock import format_instant
 from meterlake.config import Settings
 from meterlake.ingest import reasons
 from meterlake.ingest.landing import TENANT_PATTERN
+
+DASHBOARD_PAGE = Path(__file__).resolve().parents[1] / "analytics" / "dashboard.html"
 
 # What the warehouse's storage raises when it cannot be reached (local disk or S3).
 STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, ClientError)
@@ -138,6 +142,7 @@ def _rejected(result: dict[str, Any], reason: str, detail: str) -> dict[str, Any
 
 def create_app(settings: Settings):
     """The ASGI application (FastAPI)."""
+    from meterlake.analytics.dashboard import read_dashboard
     from meterlake.billing.current_usage import read_usage
     from meterlake.capture.openapi import EVENTS_REQUEST, EVENTS_RESPONSES
 
@@ -171,6 +176,15 @@ def create_app(settings: Settings):
         if principal.role not in PERMISSIONS[action]:
             return error(403, f"role {principal.role} may not {action}")
         return principal
+
+    def tenant_scope(principal: Principal, tenant: str | None) -> str | JSONResponse:
+        """The one tenant a read covers: the key's own, or the one an all-tenant key names."""
+        scope = principal.tenant if principal.tenant != "*" else tenant
+        if not scope or not TENANT_PATTERN.match(scope):
+            return error(400, "an all-tenant key must name a valid tenant (tenant=...)")
+        if tenant and not principal.can_see(tenant):
+            return error(403, f"the key is scoped to tenant {principal.tenant}")
+        return scope
 
     async def read_body(request: Request) -> bytes | JSONResponse:
         limit = settings.api.max_bytes
@@ -261,16 +275,33 @@ def create_app(settings: Settings):
         wanted = customer_id or customer
         if not wanted:
             return error(400, "customer_id is required")
-        scope = principal.tenant if principal.tenant != "*" else tenant
-        if not scope or not TENANT_PATTERN.match(scope):
-            return error(400, "an all-tenant key must name a valid tenant (tenant=...)")
-        if tenant and not principal.can_see(tenant):
-            return error(403, f"the key is scoped to tenant {principal.tenant}")
+        scope = tenant_scope(principal, tenant)
+        if isinstance(scope, JSONResponse):
+            return scope
         found = await asyncio.to_thread(read_usage, settings, scope, wanted)
         if found is None:
             return error(404, f"no current usage for customer {wanted} in tenant {scope}")
         capture.metrics.inc("meterlake_api_requests_total", status="200")
         return JSONResponse(found)
+
+    @app.get("/v1/dashboard", summary="The usage dashboard's data for the key's tenant")
+    async def get_dashboard(request: Request, tenant: str | None = None) -> JSONResponse:
+        principal = await authenticate(request, "usage.read")
+        if isinstance(principal, JSONResponse):
+            return principal
+        scope = tenant_scope(principal, tenant)
+        if isinstance(scope, JSONResponse):
+            return scope
+        found = await asyncio.to_thread(read_dashboard, settings, scope)
+        if found is None:
+            message = f"no dashboard published for tenant {scope} (meterlake views refresh)"
+            return error(404, message)
+        capture.metrics.inc("meterlake_api_requests_total", status="200")
+        return JSONResponse(found)
+
+    @app.get("/dashboard", summary="The usage dashboard page", response_class=HTMLResponse)
+    async def dashboard_page() -> HTMLResponse:
+        return HTMLResponse(DASHBOARD_PAGE.read_text(encoding="utf-8"))
 
     @app.get("/healthz", summary="Liveness and landing state")
     async def healthz() -> JSONResponse:

@@ -149,34 +149,56 @@ def _rollups(spark: SparkSession, settings: Settings, health: Health) -> None:
     )
 
 
-def _latest_run(spark: SparkSession, settings: Settings, spec: tables.TableSpec):
-    """The rows of the newest run in a results table (by ``run_at``), or None."""
+@dataclass(frozen=True)
+class Checks:
+    """The latest reconciliation and data-quality outcomes (None: never run)."""
+
+    reconciled_at: datetime | None
+    mismatches: int | None
+    quality_at: datetime | None
+    quality_failures: int | None
+
+
+def latest_checks(spark: SparkSession, settings: Settings) -> Checks:
     from pyspark.sql import functions as F
 
-    frame = tables.read(spark, settings, spec)
-    newest = frame.agg(F.max("run_at")).first()[0]
-    return None if newest is None else frame.where(F.col("run_at") == newest)
+    recon = tables.read(spark, settings, tables.RECON_RESULTS)
+    recon_at = recon.agg(F.max("run_at")).first()[0]
+    mismatches = (
+        recon.where((F.col("run_at") == recon_at) & (F.col("status") == "mismatch")).count()
+        if recon_at is not None
+        else None
+    )
+    quality = tables.read(spark, settings, tables.QUALITY_RESULTS)
+    quality_at = quality.agg(F.max("run_at")).first()[0]
+    failures = (
+        quality.where((F.col("run_at") == quality_at) & ~F.col("success")).count()
+        if quality_at is not None
+        else None
+    )
+    return Checks(recon_at, mismatches, quality_at, failures)
 
 
 def _checks(spark: SparkSession, settings: Settings, health: Health) -> None:
     """The latest reconciliation and data-quality outcomes."""
-    from pyspark.sql import functions as F
-
-    recon = _latest_run(spark, settings, tables.RECON_RESULTS)
-    if recon is not None:
-        row = recon.agg(F.max("run_at"), F.sum((F.col("status") == "mismatch").cast("int"))).first()
+    checks = latest_checks(spark, settings)
+    if checks.reconciled_at is not None:
         health.add(
-            "meterlake_reconciliation_mismatches", "mismatches in the latest reconciliation", row[1]
+            "meterlake_reconciliation_mismatches",
+            "mismatches in the latest reconciliation",
+            checks.mismatches,
         )
         health.add(
             "meterlake_reconciliation_age_seconds",
             "seconds since the latest reconciliation",
-            (health.at - from_table(row[0])).total_seconds(),
+            (health.at - from_table(checks.reconciled_at)).total_seconds(),
         )
-    quality = _latest_run(spark, settings, tables.QUALITY_RESULTS)
-    if quality is not None:
-        failures = quality.where(~F.col("success")).count()
-        health.add("meterlake_quality_failures", "failed expectations in the latest run", failures)
+    if checks.quality_at is not None:
+        health.add(
+            "meterlake_quality_failures",
+            "failed expectations in the latest run",
+            checks.quality_failures,
+        )
 
 
 def _billing(spark: SparkSession, settings: Settings, health: Health) -> None:

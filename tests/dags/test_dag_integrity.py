@@ -26,6 +26,7 @@ EXPECTED = {
     "meterlake_data_quality",
     "meterlake_reconcile_daily",
     "meterlake_tiering",
+    "meterlake_anomalies",
 }
 
 PROBE = """

@@ -125,20 +125,19 @@ def test_pipeline_before_init_is_one_clear_line(tmp_path: Path, spark) -> None:
     assert "run `meterlake init`" in line
 
 
-def test_demo_summary_and_rerun_changes_nothing(tmp_path: Path, spark) -> None:
-    env = cli_env(tmp_path / "warehouse")
-    first = meterlake("demo", env=env)
+def test_demo_summary_and_rerun_changes_nothing(demo_run, spark) -> None:
+    warehouse, first = demo_run
     assert first.returncode == 0, first.stderr
     for text in ("events landed in bronze       894", "unknown_customer             5"):
         assert text in first.stdout
     assert "invoices as of 2026-04-05T00:00:00Z: 4 (4 written, 0 unchanged)" in first.stdout
     totals = [line.split()[-2] for line in first.stdout.splitlines() if " final " in line]
     assert totals == ["293.00", "374.00", "137.87", "205.39"]
-    # Run again (in this process, with the function the command calls: a second JVM start
-    # would add nothing): nothing changes.
+    assert "views.current_usage" in first.stdout and "dashboard published" in first.stdout
+    # Run again, with the function the command calls: nothing changes.
     from meterlake.config import Settings
     from meterlake.demo import run_demo
 
     said: list[str] = []
-    run_demo(spark, Settings.load(env=env), say=said.append)
+    run_demo(spark, Settings.load(env=cli_env(warehouse)), say=said.append)
     assert any("4 (0 written, 4 unchanged)" in line for line in said), said

@@ -1,0 +1,1 @@
+"""What analysts query: materialised views, Spark SQL with tenant scope, usage anomalies."""
