@@ -35,7 +35,9 @@ def spark() -> Iterator:
     """The suite's one SparkSession, with S3A on the classpath for the object-store tests."""
     from meterlake.spark import build_session
 
-    env = {**os.environ, "METERLAKE_SHUFFLE_PARTITIONS": "2"}
+    # 4g: the one session lives through every test (the in-process CLI commands and the
+    # shared warehouses among them); at 2g a late MERGE could not build its broadcast.
+    env = {**os.environ, "METERLAKE_SHUFFLE_PARTITIONS": "2", "METERLAKE_DRIVER_MEMORY": "4g"}
     session = build_session(Settings.load(env=env), s3=True)
     yield session
     session.stop()
