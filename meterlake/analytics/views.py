@@ -56,6 +56,17 @@ def current_usage_rows(estimates: list[Estimate]) -> list[tuple]:
     return rows
 
 
+def _totals() -> list:
+    """What both daily views hold per group: customers (each once), events, sum."""
+    from pyspark.sql import functions as F
+
+    return [
+        F.countDistinct("customer_id").alias("customers"),
+        F.sum("events").alias("events"),
+        F.sum("sum_value").alias("sum_value"),
+    ]
+
+
 def daily_usage(spark: SparkSession, settings: Settings, stored: StoredCatalog) -> DataFrame:
     """``views.usage_by_dimension`` from ``silver.usage_day`` (event type from the meter)."""
     from pyspark.sql import functions as F
@@ -76,11 +87,7 @@ def daily_usage(spark: SparkSession, settings: Settings, stored: StoredCatalog) 
             "region",
             "resource_id",
         )
-        .agg(
-            F.countDistinct("customer_id").alias("customers"),
-            F.sum("events").alias("events"),
-            F.sum("sum_value").alias("sum_value"),
-        )
+        .agg(*_totals())
     )
 
 
@@ -92,11 +99,7 @@ def tenant_daily(spark: SparkSession, settings: Settings) -> DataFrame:
     return (
         tables.read(spark, settings, tables.SILVER_USAGE_DAY)
         .groupBy("tenant_id", F.col("window_date").alias("day"), "meter_key")
-        .agg(
-            F.countDistinct("customer_id").alias("customers"),
-            F.sum("events").alias("events"),
-            F.sum("sum_value").alias("sum_value"),
-        )
+        .agg(*_totals())
     )
 
 
