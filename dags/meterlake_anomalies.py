@@ -1,8 +1,8 @@
 """
 ### meterlake: usage anomalies
 
-Daily. Each complete hour of the day before, per customer and meter, against the week
-before it: usage beyond 3 standard deviations of that week's hourly mean is stored in
+Daily. Each complete hour of the 24 before the run, per customer and meter, against the
+week before it: usage beyond 3 standard deviations of that week's hourly mean is stored in
 `analytics.anomalies` as a spike or a drop (`meterlake anomalies --since` lists them, with
 `--k` and `--baseline-hours` to tune).
 """
@@ -29,7 +29,7 @@ def meterlake_anomalies():
     def detect() -> dict:
         from meterlake import orchestration
 
-        return orchestration.anomalies(orchestration.interval_start(get_current_context()))
+        return orchestration.anomalies(orchestration.interval_end(get_current_context()))
 
     detect()
 

@@ -258,23 +258,20 @@ def views() -> dict[str, Any]:
 
 
 @task_body
-def anomalies(since: str) -> dict[str, Any]:
-    """Usage anomalies of the hours from ``since`` (stored in analytics.anomalies)."""
+def anomalies(run_at: str) -> dict[str, Any]:
+    """Usage anomalies of the 24 hours before ``run_at`` (stored in analytics.anomalies).
+
+    Airflow 3's cron schedules give a run a zero-length data interval at the moment it
+    runs, so the day judged is counted back from there."""
+    from datetime import timedelta
+
     from meterlake.analytics.anomalies import detect_anomalies, report
 
     spark, settings = _open()
-    run = detect_anomalies(spark, settings, parse_instant(since, "since"))
+    since = parse_instant(run_at, "run_at") - timedelta(days=1)
+    run = detect_anomalies(spark, settings, since)
     print("\n".join(report(run)))
-    return {"since": since, "found": len(run.found)}
-
-
-def interval_start(context: dict[str, Any]) -> str:
-    """The instant an Airflow run's data interval starts (its logical date for manual
-    runs), in UTC."""
-    from datetime import UTC
-
-    instant = context.get("data_interval_start") or context["logical_date"]
-    return instant.astimezone(UTC).isoformat()
+    return {"since": since.isoformat(), "found": len(run.found)}
 
 
 def interval_end(context: dict[str, Any]) -> str:

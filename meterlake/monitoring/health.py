@@ -23,7 +23,7 @@ from meterlake.rollups.refresh import load_state
 from meterlake.tiering.events import bronze_version
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import Column, SparkSession
 
     from meterlake.config import Settings
 
@@ -160,23 +160,28 @@ class Checks:
 
 
 def latest_checks(spark: SparkSession, settings: Settings) -> Checks:
+    """The newest reconciliation and data-quality runs and how many of their rows failed."""
     from pyspark.sql import functions as F
 
-    recon = tables.read(spark, settings, tables.RECON_RESULTS)
-    recon_at = recon.agg(F.max("run_at")).first()[0]
-    mismatches = (
-        recon.where((F.col("run_at") == recon_at) & (F.col("status") == "mismatch")).count()
-        if recon_at is not None
-        else None
+    recon_at, mismatches = _latest_run(
+        spark, settings, tables.RECON_RESULTS, F.col("status") == "mismatch"
     )
-    quality = tables.read(spark, settings, tables.QUALITY_RESULTS)
-    quality_at = quality.agg(F.max("run_at")).first()[0]
-    failures = (
-        quality.where((F.col("run_at") == quality_at) & ~F.col("success")).count()
-        if quality_at is not None
-        else None
-    )
+    quality_at, failures = _latest_run(spark, settings, tables.QUALITY_RESULTS, ~F.col("success"))
     return Checks(recon_at, mismatches, quality_at, failures)
+
+
+def _latest_run(
+    spark: SparkSession, settings: Settings, spec: tables.TableSpec, failed: Column
+) -> tuple[datetime | None, int | None]:
+    """When ``spec``'s newest run was (its ``run_at``) and how many of its rows are
+    ``failed``; (None, None) before the first run."""
+    from pyspark.sql import functions as F
+
+    results = tables.read(spark, settings, spec)
+    run_at = results.agg(F.max("run_at")).first()[0]
+    if run_at is None:
+        return None, None
+    return run_at, results.where((F.col("run_at") == run_at) & failed).count()
 
 
 def _checks(spark: SparkSession, settings: Settings, health: Health) -> None:

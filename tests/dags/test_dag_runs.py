@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from unittest import mock
@@ -229,3 +229,48 @@ def test_bad_requests_fail_at_once_and_write_nothing(
     assert last_try("meterlake_invoice_run", "invoice_run").try_number == 1  # no retries
     assert f"ConfigError: {message}" in capsys.readouterr().out
     assert (invoices(spark, env), len(read(spark, env, tables.BILLING_RUNS))) == before
+
+
+APRIL_3 = datetime(2026, 4, 3, tzinfo=UTC)
+SPIKE = datetime(2026, 4, 2, 9, tzinfo=UTC)
+
+
+def test_rollups_dag_rebuilds_the_views_and_the_anomalies_dag_finds_the_spike(
+    spark, env, dags
+) -> None:
+    """Two days of c2 calling 5 times an hour, but 500 times at one hour of the second:
+    the daily anomalies run over the second day flags that hour and nothing else."""
+    hours = [datetime(2026, 4, 1, tzinfo=UTC) + timedelta(hours=h) for h in range(48)]
+    batch = Path(env["AIRFLOW_HOME"]).parent / "april.jsonl"
+    batch.write_text(
+        "".join(
+            json.dumps(
+                {"event_id": f"a{i}", "customer_id": "c2", "event_type": "api_call",
+                 "quantity": 500 if at == SPIKE else 5, "timestamp": at.isoformat()}
+            ) + "\n"
+            for i, at in enumerate(hours)
+        )
+    )  # fmt: skip
+    land_file(Settings.load(env={**env, "METERLAKE_NOW": APRIL_3.isoformat()}), batch, "default")
+    assert run(dags, "meterlake_ingest", APRIL_3)["<run>"] == "success"
+
+    assert set(run(dags, "meterlake_rollups", APRIL_3).values()) == {"success"}
+    rebuilt = returned("meterlake_rollups", "materialised_views")
+    daily = {
+        (r.day.isoformat(), r.customers, r.events, r.sum_value)
+        for r in read(spark, env, tables.VIEWS_TENANT_DAILY_USAGE)
+    }
+    assert {("2026-04-01", 1, 24, 120), ("2026-04-02", 1, 24, 615)} <= daily
+    assert rebuilt["views.tenant_daily_usage"] == len(daily)
+    (april,) = [r for r in read(spark, env, tables.VIEWS_CURRENT_USAGE) if r.customer_id == "c2"]
+    assert (april.period_start.month, april.quantity) == (4, 735)
+
+    assert set(run(dags, "meterlake_anomalies", APRIL_3).values()) == {"success"}
+    assert returned("meterlake_anomalies", "detect") == {
+        "since": "2026-04-02T00:00:00+00:00",
+        "found": 1,
+    }
+    (found,) = read(spark, env, tables.ANALYTICS_ANOMALIES)
+    assert (found.customer_id, found.hour_start, found.value, found.direction) == (
+        "c2", SPIKE.replace(tzinfo=None), 500, "spike"
+    )  # fmt: skip

@@ -66,6 +66,15 @@ def bronze_api_calls(spark, settings: Settings, customer: str, view: dict) -> De
     return rows.agg(F.sum("quantity")).first()[0] or Decimal(0)
 
 
+def viewed_api_calls(spark, settings: Settings, customer: str) -> Decimal:
+    """The customer's api_calls in ``views.current_usage`` (the stream's rollup cycle
+    rebuilds it)."""
+    rows = tables.read(spark, settings, tables.VIEWS_CURRENT_USAGE).where(
+        f"customer_id = '{customer}' AND meter_key = 'api_calls'"
+    )
+    return rows.agg({"quantity": "sum"}).first()[0] or Decimal(0)
+
+
 def test_stream_keeps_bronze_rollups_and_usage_current_and_stops_on_sigterm(
     spark, warehouse: Settings, tmp_path: Path
 ) -> None:
@@ -104,6 +113,15 @@ def test_stream_keeps_bronze_rollups_and_usage_current_and_stops_on_sigterm(
         assert minute.where("meter_key = 'api_calls'").agg({"events": "sum"}).first()[0] == (
             bronze.where("event_type = 'api_call'").count()
         )
+        for customer in ("acme", "globex"):  # and the views follow the rollups
+            deadline = time.monotonic() + 120
+            view, _ = published_api_calls(warehouse, customer)
+            expected = bronze_api_calls(spark, warehouse, customer, view)
+            while time.monotonic() < deadline:
+                if viewed_api_calls(spark, warehouse, customer) == expected:
+                    break
+                time.sleep(1)
+            assert viewed_api_calls(spark, warehouse, customer) == expected
         stream.send_signal(signal.SIGTERM)
         out, err = stream.communicate(timeout=120)
     finally:
