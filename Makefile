@@ -7,7 +7,8 @@ UV_VERSION := 0.13.9
 export METERLAKE_IVY_DIR ?= $(CURDIR)/.cache/ivy
 export METERLAKE_LOG_DIR ?= $(CURDIR)/.cache/logs
 
-.PHONY: setup lock demo demo-s3 test chaos alert-rules lint bench airflow clean s3-up s3-down
+.PHONY: setup lock demo demo-s3 test chaos alert-rules lint bench airflow clean s3-up s3-down \
+	kafka-up kafka-down
 
 setup: $(VENV)/.installed .cache/ivy/.warm
 
@@ -52,6 +53,17 @@ lint: $(VENV)/.installed
 	bash infra/promtool.sh install
 	touch $@
 
+# Apache Kafka (the broker's jars from Maven Central) for the Kafka tests and `make kafka-up`.
+.cache/kafka/.installed: $(VENV)/.installed infra/kafka.sh infra/kafka/ivy.xml
+	bash infra/kafka.sh install
+	touch $@
+
+kafka-up: setup .cache/kafka/.installed
+	bash infra/kafka.sh start
+
+kafka-down:
+	bash infra/kafka.sh stop
+
 s3-up: setup .cache/bin/minio
 	bash infra/s3.sh start
 
@@ -65,7 +77,8 @@ demo-s3: s3-up
 	METERLAKE_S3_ENDPOINT=$${METERLAKE_S3_ENDPOINT:-http://127.0.0.1:$${METERLAKE_S3_PORT:-9000}} \
 	METERLAKE_WAREHOUSE=s3a://meterlake/demo $(BIN)/meterlake demo
 
-test: setup lint .cache/bin/minio .cache/bin/stripe-mock .cache/bin/promtool /usr/bin/chromedriver
+test: setup lint .cache/bin/minio .cache/bin/stripe-mock .cache/bin/promtool /usr/bin/chromedriver \
+		.cache/kafka/.installed
 	$(BIN)/python -m pytest -q tests
 
 # The fault-injection tests at full size (20 SIGKILLs: over 15 minutes alone, hence the timeout).

@@ -6,6 +6,7 @@
 # meterlake / meterlake-secret, see README), the same the AWS chain gives meterlake.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$ROOT/infra/lib.sh"
 MODULE=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 BIN="$ROOT/.cache/bin/minio"
 PORT="${METERLAKE_S3_PORT:-9000}"
@@ -47,12 +48,7 @@ start() {
 }
 
 stop() {
-  [ -f "$PIDFILE" ] || { echo "s3: not running"; return; }
-  pid="$(cat "$PIDFILE")"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  rm -f "$PIDFILE"
-  echo "s3: stopped"
+  stop_pid s3 "$PIDFILE"
 }
 
 case "${1:-}" in

@@ -6,6 +6,7 @@
 # METERLAKE_STRIPE_API_BASE=http://127.0.0.1:12111 and any key (e.g. sk_test_123).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$ROOT/infra/lib.sh"
 MODULE=github.com/stripe/stripe-mock@v0.203.0
 BIN="$ROOT/.cache/bin/stripe-mock"
 PORT="${METERLAKE_STRIPE_MOCK_PORT:-12111}"
@@ -42,12 +43,7 @@ start() {
 }
 
 stop() {
-  [ -f "$PIDFILE" ] || { echo "stripe-mock: not running"; return; }
-  pid="$(cat "$PIDFILE")"
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  rm -f "$PIDFILE"
-  echo "stripe-mock: stopped"
+  stop_pid stripe-mock "$PIDFILE"
 }
 
 case "${1:-}" in

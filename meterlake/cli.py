@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterlake.clock import format_instant
-from meterlake.config import Settings
+from meterlake.config import SOURCES, Settings
 from meterlake.errors import ConfigError, MeterlakeError
 
 if TYPE_CHECKING:
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
-def _spark(settings: Settings) -> SparkSession:
+def _spark(settings: Settings, *, kafka: bool = False) -> SparkSession:
     from meterlake.spark import build_session
 
-    return build_session(settings)
+    return build_session(settings, kafka=kafka)
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
@@ -104,7 +104,8 @@ def cmd_pipeline_run(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.pipeline import run_pipeline
 
     started = time.monotonic()
-    result = run_pipeline(_spark(settings), settings)
+    spark = _spark(settings, kafka=args.source == "kafka")
+    result = run_pipeline(spark, settings, source=args.source)
     _print_tally(result.tally, started)
     if result.rollups is not None:
         rollups = result.rollups
@@ -120,11 +121,13 @@ def cmd_pipeline_stream(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.pipeline import run_continuous
 
     started = time.monotonic()
+    source = f"Kafka topic {settings.kafka.topic}" if args.source == "kafka" else "landing"
     print(
-        f"streaming landing → bronze every {settings.stream_interval_seconds}s, rollups every"
+        f"streaming {source} → bronze every {settings.stream_interval_seconds}s, rollups every"
         f" {settings.rollup_interval_seconds}s, usage published per batch; SIGTERM stops"
     )
-    tally = run_continuous(_spark(settings), settings)
+    spark = _spark(settings, kafka=args.source == "kafka")
+    tally = run_continuous(spark, settings, source=args.source)
     _print_tally(tally, started)
     return 0
 
@@ -567,22 +570,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load.add_argument("file")
     load.add_argument("--tenant", help="tenant the events belong to (default: default)")
-    pipeline = commands.add_parser("pipeline", help="landing → bronze")
+    pipeline = commands.add_parser("pipeline", help="landing (or Kafka) → bronze → gold")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
-    add(
-        "run",
-        cmd_pipeline_run,
-        "process everything landed, then stop",
-        pipeline_commands,
-        action="events.write",
-    )
-    add(
-        "stream",
-        cmd_pipeline_stream,
-        "keep processing until SIGTERM",
-        pipeline_commands,
-        action="events.write",
-    )
+    for name, func, help_text in (
+        ("run", cmd_pipeline_run, "process everything landed (or in the topic), then stop"),
+        ("stream", cmd_pipeline_stream, "keep processing until SIGTERM"),
+    ):
+        add(name, func, help_text, pipeline_commands, action="events.write").add_argument(
+            "--source",
+            choices=SOURCES,
+            default="landing",
+            help="landing batches (default), or the Kafka topic $METERLAKE_KAFKA_TOPIC at"
+            " $METERLAKE_KAFKA_BOOTSTRAP, archived into landing as it is read",
+        )
     quarantine = commands.add_parser("quarantine", help="work with quarantined events")
     quarantine_commands = quarantine.add_subparsers(dest="quarantine_command", required=True)
     add(

@@ -6,6 +6,7 @@ Nothing is read at import time; `Settings.load` is called once by each entry poi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -65,6 +66,44 @@ class ApiSettings:
             burst=max(1, _int(env, "METERLAKE_API_BURST", d.burst)),
             max_backlog_events=_int(env, "METERLAKE_API_MAX_BACKLOG", d.max_backlog_events),
             min_free_mb=_int(env, "METERLAKE_API_MIN_FREE_MB", d.min_free_mb),
+        )
+
+
+SINKS = ("landing", "kafka", "both")  # where the capture API puts accepted events
+SOURCES = ("landing", "kafka")  # what the bronze stream reads
+TOPIC_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where accepted events go as Kafka records and how the stream reads them; see README,
+    "Kafka". ``sink`` is what the capture API writes: landing files, the topic, or both."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    topic: str = "meterlake.usage-events"
+    partitions: int = 4  # when meterlake creates the topic
+    sink: str = "landing"
+    max_records_per_batch: int = 100_000  # per stream micro-batch (archived as one file each)
+
+    @classmethod
+    def load(cls, env: Mapping[str, str]) -> KafkaSettings:
+        d = cls()
+        sink = (env.get("METERLAKE_CAPTURE_SINK") or d.sink).strip().lower()
+        if sink not in SINKS:
+            raise ConfigError(f"METERLAKE_CAPTURE_SINK: {sink!r} must be one of {', '.join(SINKS)}")
+        topic = env.get("METERLAKE_KAFKA_TOPIC") or d.topic
+        if not TOPIC_PATTERN.match(topic):
+            raise ConfigError(
+                f"METERLAKE_KAFKA_TOPIC: {topic!r} must be 1-249 letters, digits, '.', '_' or '-'"
+            )
+        return cls(
+            bootstrap=env.get("METERLAKE_KAFKA_BOOTSTRAP") or d.bootstrap,
+            topic=topic,
+            partitions=max(1, _int(env, "METERLAKE_KAFKA_PARTITIONS", d.partitions)),
+            sink=sink,
+            max_records_per_batch=max(
+                1, _int(env, "METERLAKE_KAFKA_MAX_RECORDS_PER_BATCH", d.max_records_per_batch)
+            ),
         )
 
 
@@ -130,6 +169,7 @@ class Settings:
     spark_master: str = "local[2]"
     shuffle_partitions: int = 4
     driver_memory: str = "2g"
+    executor_memory: str = "2g"  # per executor, on a cluster (local mode runs in the driver)
     ivy_dir: str = field(default_factory=lambda: str(Path.home() / ".cache/meterlake/ivy"))
     log_dir: str = field(default_factory=lambda: str(Path.home() / ".cache/meterlake/logs"))
     s3: S3Settings = field(default_factory=S3Settings)
@@ -145,6 +185,7 @@ class Settings:
     vacuum_retention_hours: int = 168
     api: ApiSettings = field(default_factory=ApiSettings)
     billing_system: BillingSystemSettings = field(default_factory=BillingSystemSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @classmethod
     def load(
@@ -168,6 +209,7 @@ class Settings:
             spark_master=spark_master or env.get("METERLAKE_SPARK_MASTER") or "local[2]",
             shuffle_partitions=_int(env, "METERLAKE_SHUFFLE_PARTITIONS", 4),
             driver_memory=env.get("METERLAKE_DRIVER_MEMORY") or defaults.driver_memory,
+            executor_memory=env.get("METERLAKE_EXECUTOR_MEMORY") or defaults.executor_memory,
             ivy_dir=env.get("METERLAKE_IVY_DIR") or defaults.ivy_dir,
             log_dir=env.get("METERLAKE_LOG_DIR") or defaults.log_dir,
             s3=S3Settings(
@@ -187,6 +229,7 @@ class Settings:
             vacuum_retention_hours=_int(env, "METERLAKE_VACUUM_RETENTION_HOURS", 168),
             api=ApiSettings.load(env),
             billing_system=BillingSystemSettings.load(env),
+            kafka=KafkaSettings.load(env),
         )
 
     def with_warehouse(self, warehouse: str) -> Settings:

@@ -26,11 +26,15 @@ class PipelineResult:
 
 
 def run_pipeline(
-    spark: SparkSession, settings: Settings, *, progress: Callable[[str], None] = print
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    source: str = "landing",
+    progress: Callable[[str], None] = print,
 ) -> PipelineResult:
     from meterlake.catalog.store import current_version
 
-    tally = run_landing_to_bronze(spark, settings, progress=progress)
+    tally = run_landing_to_bronze(spark, settings, source=source, progress=progress)
     if current_version(spark, settings) is None:
         progress("rollups skipped: no catalog loaded yet (`meterlake catalog load FILE`)")
         return PipelineResult(tally, None)
@@ -38,7 +42,11 @@ def run_pipeline(
 
 
 def run_continuous(
-    spark: SparkSession, settings: Settings, *, progress: Callable[[str], None] = print
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    source: str = "landing",
+    progress: Callable[[str], None] = print,
 ) -> Tally:
     """``pipeline stream``: keep bronze, silver, gold and the published current-period usage
     up to date until SIGTERM/SIGINT.
@@ -54,7 +62,6 @@ def run_continuous(
     from meterlake.billing.current_usage import ended_customers, publish_usage
     from meterlake.catalog.store import current_version
     from meterlake.ingest.progress import read_progress
-    from meterlake.ingest.stream import run_landing_to_bronze
 
     publishing = threading.Lock()
     stop = threading.Event()
@@ -90,6 +97,7 @@ def run_continuous(
         return run_landing_to_bronze(
             spark,
             settings,
+            source=source,
             continuous=True,
             progress=progress,
             on_batch=lambda tally: publish(tally.customers) if tally.customers else None,

@@ -96,6 +96,9 @@ def build_session(
             str(settings.shuffle_partitions * 4),
         )
         .config("spark.driver.memory", settings.driver_memory)
+        .config("spark.executor.memory", settings.executor_memory)
+        # On a cluster, executors' Python workers read instants in UTC as the driver does.
+        .config("spark.executorEnv.TZ", "UTC")
         .config("spark.driver.extraJavaOptions", java_opts)
         .config("spark.executor.extraJavaOptions", java_opts)
         # Micro-batches are cached once and read twice; compressing that cache costs more
@@ -205,11 +208,18 @@ def warm(settings: Settings) -> list[list[str]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m meterlake.spark")
     parser.add_argument("--warm", action="store_true", help="resolve all JVM packages once")
+    parser.add_argument(
+        "--packages",
+        action="store_true",
+        help="print the packages a job needs here (for spark-submit --packages; infra/submit.sh)",
+    )
     parser.add_argument("--resolve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--kafka", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--kafka", action="store_true", help="with --packages: a Kafka job")
     parser.add_argument("--s3", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     settings = Settings.load()
+    if args.packages:
+        print(",".join(required_packages(settings, kafka=args.kafka, s3=args.s3)))
     if args.resolve:
         build_session(settings, app_name="meterlake-warm", kafka=args.kafka, s3=args.s3).stop()
     if args.warm:

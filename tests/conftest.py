@@ -32,13 +32,14 @@ def pytest_addoption(parser) -> None:
 
 @pytest.fixture(scope="session")
 def spark() -> Iterator:
-    """The suite's one SparkSession, with S3A on the classpath for the object-store tests."""
+    """The suite's one SparkSession, with S3A and the Kafka connector on the classpath for
+    the object-store and Kafka tests."""
     from meterlake.spark import build_session
 
     # 4g: the one session lives through every test (the in-process CLI commands and the
     # shared warehouses among them); at 2g a late MERGE could not build its broadcast.
     env = {**os.environ, "METERLAKE_SHUFFLE_PARTITIONS": "2", "METERLAKE_DRIVER_MEMORY": "4g"}
-    session = build_session(Settings.load(env=env), s3=True)
+    session = build_session(Settings.load(env=env), s3=True, kafka=True)
     yield session
     session.stop()
 
@@ -61,14 +62,13 @@ def warehouse(spark, settings: Settings) -> Settings:
     return settings
 
 
-class S3Server:
-    """The local S3 server (MinIO via infra/s3.sh) on one port and data folder; ``stop``
-    and ``start`` again keep its data, for the outage tests."""
+class InfraService:
+    """A service run by one of infra/'s scripts with its port and data folder in the
+    environment; ``stop`` and ``start`` again keep its data, for the outage tests."""
 
-    def __init__(self, port: int, data: Path) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self._env = {**os.environ, "METERLAKE_S3_PORT": str(port), "METERLAKE_S3_DATA": str(data)}
-        self._script = str(Path(__file__).resolve().parents[1] / "infra/s3.sh")
+    def __init__(self, script: str, **env: str) -> None:
+        self._env = {**os.environ, **env}
+        self._script = str(Path(__file__).resolve().parents[1] / "infra" / script)
 
     def _run(self, command: str) -> None:
         import subprocess
@@ -81,6 +81,14 @@ class S3Server:
 
     def stop(self) -> None:
         self._run("stop")
+
+
+class S3Server(InfraService):
+    """The local S3 server (MinIO via infra/s3.sh)."""
+
+    def __init__(self, port: int, data: Path) -> None:
+        super().__init__("s3.sh", METERLAKE_S3_PORT=str(port), METERLAKE_S3_DATA=str(data))
+        self.url = f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +104,26 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> Iterator[str]:
+    """A real Apache Kafka broker (KRaft, via infra/kafka.sh) on free loopback ports for
+    the session; its bootstrap address."""
+    from tests.capture_server import free_port
+
+    port, controller = free_port(), free_port()
+    broker = InfraService(
+        "kafka.sh",
+        METERLAKE_KAFKA_PORT=str(port),
+        METERLAKE_KAFKA_CONTROLLER_PORT=str(controller),
+        METERLAKE_KAFKA_DATA=str(tmp_path_factory.mktemp("kafka") / "data"),
+    )
+    broker.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        broker.stop()
 
 
 @pytest.fixture(scope="session")

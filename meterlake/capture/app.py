@@ -28,6 +28,7 @@ from meterlake.audit.access import PERMISSIONS, Principal, lookup_key
 from meterlake.capture.body import BadBody, dump_line, parse_body
 from meterlake.capture.limits import Backlog, RateLimits
 from meterlake.capture.metrics import Metrics
+from meterlake.capture.publisher import KafkaPublisher
 from meterlake.capture.seen import CONFLICT, DUPLICATE, SeenEvents
 from meterlake.capture.validate import EventValidator
 from meterlake.capture.writer import LandingWriter
@@ -67,6 +68,7 @@ class Outcome:
 
     results: list[dict[str, Any]]
     lines: list[bytes]
+    customers: list[str]  # of each line, for the Kafka record key
     ids: list[tuple[str, bytes]]
 
 
@@ -78,7 +80,9 @@ class Capture:
         self.settings = settings
         self.validator = EventValidator(settings.backfill_days, settings.max_line_bytes)
         self.backlog = Backlog(settings)
-        self.writer = LandingWriter(settings, self.backlog)
+        sink = settings.kafka.sink
+        self.writer = LandingWriter(settings, self.backlog) if sink != "kafka" else None
+        self.publisher = KafkaPublisher(settings) if sink != "landing" else None
         self.limits = RateLimits(api.rate, max(api.burst, api.max_events))
         self.seen = SeenEvents()
         self.keys = KeyCache(settings)
@@ -107,9 +111,26 @@ class Capture:
         _, _, through = self.backlog.state()
         return -1.0 if through is None else (self.settings.now() - through).total_seconds()
 
+    async def store(self, tenant: str, outcome: Outcome, received: datetime) -> str | None:
+        """Make the accepted lines durable in each configured sink; the landing batch's id
+        (None when only Kafka takes them). Raises with the failing sink named."""
+        batch_id = None
+        if self.writer is not None:
+            try:
+                batch_id = (await self.writer.land(tenant, outcome.lines)).batch_id
+            except Exception as exc:
+                raise RuntimeError(f"landing failed: {exc}") from exc
+        if self.publisher is not None:
+            records = list(zip(outcome.customers, outcome.lines, strict=True))
+            try:
+                await self.publisher.publish(tenant, records, received)
+            except Exception as exc:
+                raise RuntimeError(f"publishing to Kafka failed: {exc}") from exc
+        return batch_id
+
     def classify(self, tenant: str, events: list[Any], received: datetime) -> Outcome:
         """Validate each event and spot duplicates (known ids and repeats in the request)."""
-        outcome = Outcome([], [], [])
+        outcome = Outcome([], [], [], [])
         in_request: dict[str, bytes] = {}
         for index, event in enumerate(events):
             line = dump_line(event)
@@ -132,6 +153,7 @@ class Capture:
                 in_request[event_id] = print_
                 outcome.results.append({**result, "status": "accepted"})
                 outcome.lines.append(line)
+                outcome.customers.append(event["customer_id"])
                 outcome.ids.append((event_id, print_))
         return outcome
 
@@ -233,10 +255,9 @@ def create_app(settings: Settings):
         batch_id = None
         if outcome.lines:
             try:
-                batch = await capture.writer.land(tenant, outcome.lines)
+                batch_id = await capture.store(tenant, outcome, received)
             except Exception as exc:  # nothing is acknowledged; the client retries
-                return error(503, f"landing failed: {exc}", **{"Retry-After": "5"})
-            batch_id = batch.batch_id
+                return error(503, str(exc), **{"Retry-After": "5"})
             capture.seen.remember(tenant, outcome.ids)
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for result in outcome.results:

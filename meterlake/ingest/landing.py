@@ -106,9 +106,19 @@ def land_file(settings: Settings, source: str | Path, tenant: str) -> LandResult
 
 
 def land_stream(
-    settings: Settings, handle: BinaryIO, tenant: str, *, original_name: str, source: str
+    settings: Settings,
+    handle: BinaryIO,
+    tenant: str,
+    *,
+    original_name: str,
+    source: str,
+    refuse_non_jsonl: bool = True,
 ) -> LandResult:
-    """Land bytes read from ``handle``; the general form of `land_file` (used by the API too)."""
+    """Land bytes read from ``handle``; the general form of `land_file` (used by the API too).
+
+    A file that is empty or holds no JSON object is refused whole; records taken from a
+    topic (``refuse_non_jsonl=False``) are landed whatever they hold, and bronze
+    quarantines their bad lines one by one."""
     validate_tenant(tenant)
     received = settings.now()
     storage = storage_for(settings)
@@ -125,7 +135,8 @@ def land_stream(
             raise
     spooled = Path(tmp.name)
     try:
-        scan.check(original_name)
+        if refuse_non_jsonl:
+            scan.check(original_name)
         existing = _read_entry(storage, manifest_key(tenant, scan.sha256))
         if existing:
             return LandResult(existing, already_loaded=True)

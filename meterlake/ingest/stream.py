@@ -1,8 +1,11 @@
-"""The landing → bronze Structured Streaming query (``pipeline run`` and ``pipeline stream``).
+"""The bronze Structured Streaming query of ``pipeline run`` and ``pipeline stream``.
 
-The source is the landing manifest directory (one JSON entry per committed batch), so the
-stream only ever sees complete batches; the checkpoint records which entries were taken
-in which epoch, and `process_batches` makes a repeated epoch complete rather than double.
+Its source is either the landing manifest directory (one JSON entry per committed batch,
+so the stream only ever sees complete batches) or the Kafka topic, whose records each
+micro-batch first archives into landing as batches (`meterlake.ingest.kafka_source`).
+Either way a micro-batch ends as landing batches for `process_batches`; the checkpoint
+records what each epoch took (manifest entries or topic offsets), and a repeated epoch
+makes the same batches, which `process_batches` completes rather than doubles.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from meterlake.ingest.bronze import Tally, process_batches
@@ -20,7 +23,7 @@ from meterlake.ingest.progress import record_progress
 from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from meterlake.config import Settings
 
@@ -29,8 +32,41 @@ Progress = Callable[[str], None]
 OnBatch = Callable[[Tally], None]
 
 
+@dataclass(frozen=True)
+class Source:
+    """A streaming source, where its progress is checkpointed, and how one micro-batch of
+    it becomes landing batches."""
+
+    frame: DataFrame
+    checkpoint: str
+    batches: Callable[[DataFrame], list[LandingBatch]]
+
+
 def checkpoint_path(settings: Settings) -> str:
     return f"{settings.warehouse}/{CHECKPOINT}"
+
+
+def landing_source(spark: SparkSession, settings: Settings) -> Source:
+    """The committed manifest entries, ``METERLAKE_MANIFESTS_PER_BATCH`` per micro-batch.
+    Batches archived from Kafka are the Kafka stream's (its checkpoint tracks them)."""
+    frame = (
+        spark.readStream.schema(_manifest_schema())
+        .option("maxFilesPerTrigger", settings.manifests_per_batch)
+        .json(manifest_location(settings))
+    )
+    def batches(batch: DataFrame) -> list[LandingBatch]:
+        entries = (LandingBatch(**row.asDict()) for row in batch.collect())
+        return [entry for entry in entries if entry.source != "kafka"]
+
+    return Source(frame, checkpoint_path(settings), batches)
+
+
+def open_source(spark: SparkSession, settings: Settings, source: str) -> Source:
+    if source == "kafka":
+        from meterlake.ingest.kafka_source import kafka_source
+
+        return kafka_source(spark, settings)
+    return landing_source(spark, settings)
 
 
 def _manifest_schema():
@@ -46,17 +82,20 @@ def run_landing_to_bronze(
     spark: SparkSession,
     settings: Settings,
     *,
+    source: str = "landing",
     continuous: bool = False,
     progress: Progress = print,
     on_batch: OnBatch | None = None,
 ) -> Tally:
-    """Take every committed landing batch into bronze and stop (or keep going if continuous).
+    """Take everything ``source`` (landing or kafka) holds into bronze and stop (or keep
+    going if continuous).
 
     After each micro-batch the progress mark is recorded and ``on_batch`` gets its tally.
     Continuous mode stops cleanly at a batch boundary on SIGTERM or SIGINT.
     """
     require_tables(spark, settings)
     ensure_landing(settings)
+    reader = open_source(spark, settings, source)
     total = Tally()
     busy = threading.Lock()
     started = time.monotonic()
@@ -67,7 +106,7 @@ def run_landing_to_bronze(
         with busy:
             if stopping.is_set():
                 raise _Stopping("stop requested; this epoch is left for the next run")
-            batches = [LandingBatch(**row.asDict()) for row in frame.collect()]
+            batches = reader.batches(frame)
             if not batches:
                 return
             tally = process_batches(spark, settings, batches, epoch_id)
@@ -81,13 +120,8 @@ def run_landing_to_bronze(
             if on_batch is not None:
                 on_batch(tally)
 
-    stream = (
-        spark.readStream.schema(_manifest_schema())
-        .option("maxFilesPerTrigger", settings.manifests_per_batch)
-        .json(manifest_location(settings))
-    )
-    writer = stream.writeStream.foreachBatch(handle).option(
-        "checkpointLocation", checkpoint_path(settings)
+    writer = reader.frame.writeStream.foreachBatch(handle).option(
+        "checkpointLocation", reader.checkpoint
     )
     if continuous:
         writer = writer.trigger(processingTime=f"{settings.stream_interval_seconds} seconds")

@@ -41,3 +41,16 @@ def test_settings_from_env_and_flags(tmp_path) -> None:
 def test_bad_numeric_setting_names_the_variable() -> None:
     with pytest.raises(ConfigError, match="METERLAKE_BACKFILL_DAYS"):
         Settings.load({"METERLAKE_BACKFILL_DAYS": "soon"})
+
+
+def test_kafka_settings_and_their_refusals() -> None:
+    env = {"METERLAKE_CAPTURE_SINK": "Both", "METERLAKE_KAFKA_BOOTSTRAP": "10.0.0.1:9094",
+           "METERLAKE_KAFKA_TOPIC": "usage.v1", "METERLAKE_KAFKA_PARTITIONS": "12"}  # fmt: skip
+    kafka = Settings.load(env).kafka
+    assert (kafka.sink, kafka.bootstrap, kafka.topic, kafka.partitions) == (
+        "both", "10.0.0.1:9094", "usage.v1", 12
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="METERLAKE_CAPTURE_SINK: 'files' must be one of"):
+        Settings.load({"METERLAKE_CAPTURE_SINK": "files"})
+    with pytest.raises(ConfigError, match="METERLAKE_KAFKA_TOPIC"):
+        Settings.load({"METERLAKE_KAFKA_TOPIC": "usage events"})
