@@ -54,6 +54,7 @@ def landing_source(spark: SparkSession, settings: Settings) -> Source:
         .option("maxFilesPerTrigger", settings.manifests_per_batch)
         .json(manifest_location(settings))
     )
+
     def batches(batch: DataFrame) -> list[LandingBatch]:
         entries = (LandingBatch(**row.asDict()) for row in batch.collect())
         return [entry for entry in entries if entry.source != "kafka"]
