@@ -39,6 +39,7 @@ from meterlake.spark import build_session
 from meterlake.warehouse import init_warehouse
 
 PER_FILE = 250_000
+EXECUTOR_MEMORY = "4g"  # each cluster worker's one executor (two: 8g, the local run's driver)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 RECEIVED = datetime(2026, 2, 1, 12, tzinfo=UTC)
 BILLED = datetime(2026, 2, 10, tzinfo=UTC)  # January has closed (48 h grace)
@@ -108,7 +109,7 @@ def on_master(master: str, args, customers: list[str], root: Path) -> dict[float
     active = SparkSession.getActiveSession()
     if active is not None:
         active.stop()
-    base = replace(Settings.load(), spark_master=master)
+    base = replace(Settings.load(), spark_master=master, executor_memory=EXECUTOR_MEMORY)
     spark = build_session(base)
     print(f"[{master}] warming up (100,000 events) ...", flush=True)
     one_size(spark, base, root, 100_000, customers)
@@ -128,7 +129,8 @@ def standalone_cluster(root: Path) -> Iterator[str]:
     """infra/spark-cluster.sh's master and two workers for the run; the master's URL."""
     script = str(Path(__file__).resolve().parents[1] / "infra/spark-cluster.sh")
     env = {**os.environ, "METERLAKE_SPARK_PORT": "17077", "METERLAKE_SPARK_UI_PORT": "18080",
-           "METERLAKE_SPARK_DIR": str(root / "cluster")}  # fmt: skip
+           "METERLAKE_SPARK_DIR": str(root / "cluster"),
+           "METERLAKE_SPARK_WORKER_MEMORY": EXECUTOR_MEMORY}  # fmt: skip
     subprocess.run(["bash", script, "start"], env=env, check=True)
     try:
         yield "spark://127.0.0.1:17077"
