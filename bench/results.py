@@ -37,6 +37,7 @@ def record(name: str, title: str, figures: list[tuple[str, str]], notes: str = "
         "command": command,
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "figures": figures,
+        "cpu": machine()[0][1],  # machines differ between sessions; figures stay with theirs
         "notes": notes,
     }
     (SAVED / f"{name}.json").write_text(json.dumps(entry, indent=2) + "\n")
@@ -77,13 +78,14 @@ def write_report() -> Path:
         " (`make bench` runs them all). Ratios compare runs made in the same process;"
         " absolute times vary with the machine's load.",
         "",
-        "## Machine",
+        "## Machine (this report's; each figure names the CPU it was measured on)",
         "",
         *(f"- {label}: {value}" for label, value in machine()),
     ]
     for name in names:
         entry = saved[name]
-        out += ["", f"## {entry['title']}", "", f"`{entry['command']}` ({entry['measured_at']})"]
+        when = f"{entry['measured_at']}, {entry['cpu']}"
+        out += ["", f"## {entry['title']}", "", f"`{entry['command']}` ({when})"]
         out += ["", "| figure | value |", "|---|---|"]
         out += [f"| {label} | {value} |" for label, value in entry["figures"]]
         if entry["notes"]:

@@ -80,18 +80,28 @@ def catalog(customers: list[str]):
     )  # fmt: skip
 
 
+def event_files(root: Path, events: int, customers: list[str]) -> list[Path]:
+    """The synthetic events of one size as files of `PER_FILE`, generated once per run (the
+    local and the cluster run land the same files)."""
+    folder = root / f"events-{events}"
+    if not folder.exists():
+        folder.mkdir()
+        for index, first in enumerate(range(0, events, PER_FILE)):
+            count = min(PER_FILE, events - first)
+            stream = synthetic.events(count, customers, START, timedelta(days=31), seed=index)
+            synthetic.write_jsonl(
+                folder / f"{index:03d}.jsonl", (synthetic.dump(e) for e in stream)
+            )
+    return sorted(folder.glob("*.jsonl"))
+
+
 def one_size(spark, base: Settings, root: Path, events: int, customers: list[str]) -> float:
     """Seconds for pipeline + invoices on ``events`` events (generation and landing excluded)."""
     settings = replace(base.with_warehouse(str(root / f"wh-{events}")), pinned_now=RECEIVED)
     init_warehouse(spark, settings)
     store_catalog(spark, settings, catalog(customers))
-    for index, first in enumerate(range(0, events, PER_FILE)):
-        count = min(PER_FILE, events - first)
-        stream = synthetic.events(count, customers, START, timedelta(days=31), seed=index)
-        path = root / f"events-{events}-{index:03d}.jsonl"
-        synthetic.write_jsonl(path, (synthetic.dump(e) for e in stream))
+    for path in event_files(root, events, customers):
         land_file(settings, path, "default")
-        path.unlink()
     billed = replace(settings, pinned_now=BILLED)
     started = time.perf_counter()
     run_pipeline(spark, billed, progress=lambda line: print("   ", line, flush=True))
@@ -182,9 +192,9 @@ def main() -> None:
             (f"cluster / local at {size:g}M", f"{cluster[size] / local[size]:.2f}")
             for size in args.sizes
         ]
-    record(
-        "scale", f"Scaling: pipeline run + invoices run for {args.customers:,} customers", figures
-    )
+    name, where = ("scale-cluster", " on local[2] and a cluster") if args.cluster else ("scale", "")
+    title = f"Scaling: pipeline run + invoices run for {args.customers:,} customers{where}"
+    record(name, title, figures)
 
 
 if __name__ == "__main__":
