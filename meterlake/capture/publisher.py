@@ -27,7 +27,9 @@ _PRODUCER = {
 
 
 class PublishError(RuntimeError):
-    """Some records of a request were not acknowledged; nothing of it counts as accepted."""
+    """Some records of a request were not acknowledged: the request is refused (503). Those
+    of its records that were acknowledged stay in the topic; the client's retry sends them
+    again, and bronze drops the second copy by event id."""
 
 
 class _Delivery:
