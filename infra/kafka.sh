@@ -21,6 +21,7 @@ install() {
   ivy="$(ls "$ROOT"/.venv/lib/python3*/site-packages/pyspark/jars/ivy-*.jar | head -1)"
   echo "kafka: resolving Apache Kafka $VERSION from Maven Central into $LIB (once)" >&2
   rm -rf "$LIB"
+  mkdir -p "$ROOT/.cache/kafka"
   java -jar "$ivy" -ivy "$HERE/ivy.xml" -confs default -cache "$ROOT/.cache/kafka/ivy" \
     -retrieve "$LIB/[artifact]-[revision](-[classifier]).[ext]" -types jar bundle >"$ROOT/.cache/kafka/install.log" 2>&1 \
     || { echo "kafka: resolution failed; see .cache/kafka/install.log" >&2; exit 1; }
