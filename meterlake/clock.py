@@ -39,6 +39,11 @@ def now(pinned: datetime | None = None) -> datetime:
     return pinned if pinned is not None else datetime.now(UTC)
 
 
+def hour_floor(instant: datetime) -> datetime:
+    """The start of the hour ``instant`` falls in."""
+    return instant.replace(minute=0, second=0, microsecond=0)
+
+
 def from_table(value: datetime | None) -> datetime | None:
     """A TIMESTAMP read back from a table: the Spark factory pins the process zone to UTC,
     so the naive datetime PySpark returns is the UTC instant; make it aware again."""

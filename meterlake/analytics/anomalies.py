@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.clock import hour_floor
 from meterlake.delta_io import upsert
 from meterlake.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from meterlake.config import Settings
 
@@ -41,8 +42,12 @@ class AnomalyRun:
     found: list  # Rows of analytics.anomalies, oldest first
 
 
-def _hour(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
+def hourly_value() -> Column:
+    """An hour's usage of a meter, aggregated over ``silver.usage_hour`` rows: the sum of
+    its metered value, or the number of events for a meter without one."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.sum("sum_value"), F.sum("events").cast(tables.QUANTITY))
 
 
 def hourly_series(
@@ -57,7 +62,7 @@ def hourly_series(
         .where(F.col("window_date").between(start.date(), end.date()))
         .where((F.col("window_start") >= F.lit(start)) & (F.col("window_start") < F.lit(end)))
         .groupBy(*SERIES, F.col("window_start").alias("hour_start"))
-        .agg(F.coalesce(F.sum("sum_value"), F.sum("events").cast(tables.QUANTITY)).alias("value"))
+        .agg(hourly_value().alias("value"))
     )
     last = F.lit(end - timedelta(hours=1)).cast("timestamp")
     spans = hours.groupBy(*SERIES).agg(F.min("hour_start").alias("first"))
@@ -116,7 +121,7 @@ def detect_anomalies(
             f"--baseline-hours: {baseline_hours} must be at least 2 and at least the"
             f" {min_history} hours of history an hour needs"
         )
-    start, until = _hour(since), _hour(settings.now())
+    start, until = hour_floor(since), hour_floor(settings.now())
     series = hourly_series(spark, settings, start - timedelta(hours=baseline_hours), until)
     if tenant is not None:
         series = series.where(F.col("tenant_id") == tenant)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from meterlake import tables
+from meterlake.analytics.anomalies import hourly_value
 from meterlake.billing.current_usage import entry
 from meterlake.billing.usage import format_quantity
 from meterlake.clock import format_instant
@@ -58,7 +59,7 @@ def _series(spark: SparkSession, settings: Settings, current: list[Estimate]) ->
         .join(F.broadcast(periods), ["tenant_id", "customer_id"])
         .where(F.col("window_start") >= F.col("period_start"))
         .groupBy("tenant_id", "customer_id", "meter_key", "window_start")
-        .agg(F.coalesce(F.sum("sum_value"), F.sum("events").cast(tables.QUANTITY)).alias("v"))
+        .agg(hourly_value().alias("v"))
     )
     out: dict = defaultdict(lambda: defaultdict(list))
     for r in hours.orderBy("window_start").collect():

@@ -29,12 +29,6 @@ if TYPE_CHECKING:
     from meterlake.catalog.store import StoredCatalog
     from meterlake.config import Settings
 
-VIEWS = (
-    tables.VIEWS_CURRENT_USAGE,
-    tables.VIEWS_USAGE_BY_DIMENSION,
-    tables.VIEWS_TENANT_DAILY_USAGE,
-)
-
 
 @dataclass(frozen=True)
 class ViewsRefresh:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.billing.invoices import Invoice
+from meterlake.clock import hour_floor
 from meterlake.delta_io import append_missing, upsert
 
 if TYPE_CHECKING:
@@ -40,12 +41,8 @@ class SaveResult:
         return self.created + self.updated + self.finalized
 
 
-def _hour_floor(instant: datetime) -> datetime:
-    return instant.replace(minute=0, second=0, microsecond=0)
-
-
 def _hour_ceil(instant: datetime) -> datetime:
-    floor = _hour_floor(instant)
+    floor = hour_floor(instant)
     return floor if floor == instant else floor + timedelta(hours=1)
 
 
@@ -75,7 +72,7 @@ def _line_rows(invoices: Sequence[Invoice], bronze_version: int) -> list[tuple]:
                     line.received_before,
                     bronze_version,
                     ROLLUP_FOR_LINEAGE.qualified_name if traced else None,
-                    _hour_floor(line.period_start) if traced else None,
+                    hour_floor(line.period_start) if traced else None,
                     _hour_ceil(line.period_end) if traced else None,
                     line.source_amount,
                 )
