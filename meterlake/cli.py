@@ -24,6 +24,20 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 Command = Callable[[argparse.Namespace, Settings], int]
+WAIT_HELP = (
+    "wait up to this long for another writer's lease (default $METERLAKE_LEASE_WAIT_SECONDS"
+    " or 0: exit 75 at once, naming the holder)"
+)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more seconds")
+    return value
 
 
 def _spark(settings: Settings, *, kafka: bool = False) -> SparkSession:
@@ -532,14 +546,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--master", help="Spark master (default $METERLAKE_SPARK_MASTER or local[2])"
     )
+    parser.add_argument("--wait", type=_seconds, metavar="SECONDS", help=WAIT_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        name: str, func: Command, help_text: str, parent=commands, *, action: str | None
+        name: str,
+        func: Command,
+        help_text: str,
+        parent=commands,
+        *,
+        action: str | None,
+        writes: bool = False,
     ) -> argparse.ArgumentParser:
-        """A command; ``action`` is what access control checks (None: reads no data)."""
+        """A command; ``action`` is what access control checks (None: reads no data);
+        ``writes``: it takes a writer lease, so it accepts ``--wait`` too."""
         sub = parent.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(func=func, action=action, command=sub.prog.removeprefix("meterlake "))
+        if writes:
+            sub.add_argument(
+                "--wait",
+                type=_seconds,
+                metavar="SECONDS",
+                default=argparse.SUPPRESS,
+                help=WAIT_HELP,
+            )
         return sub
 
     add("init", cmd_init, "create all tables (idempotent)", action="warehouse.admin")
@@ -558,6 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         "load a catalog file as a new version",
         catalog_commands,
         action="warehouse.admin",
+        writes=True,
     ).add_argument("file")
     events = commands.add_parser("events", help="land usage events")
     event_commands = events.add_subparsers(dest="events_command", required=True)
@@ -576,7 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", cmd_pipeline_run, "process everything landed (or in the topic), then stop"),
         ("stream", cmd_pipeline_stream, "keep processing until SIGTERM"),
     ):
-        add(name, func, help_text, pipeline_commands, action="events.write").add_argument(
+        add(
+            name, func, help_text, pipeline_commands, action="events.write", writes=True
+        ).add_argument(
             "--source",
             choices=SOURCES,
             default="landing",
@@ -591,6 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
         "re-admit unknown_customer rows whose customer now exists and quality_failed rows",
         quarantine_commands,
         action="events.write",
+        writes=True,
     )
     add(
         "quality",
@@ -598,6 +632,7 @@ def build_parser() -> argparse.ArgumentParser:
         "move bronze rows failing the bronze data-quality suite to quarantine",
         quarantine_commands,
         action="events.write",
+        writes=True,
     )
     invoices = commands.add_parser("invoices", help="compute and export invoices")
     invoice_commands = invoices.add_subparsers(dest="invoices_command", required=True)
@@ -607,6 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
         "invoice every ended period as of an instant",
         invoice_commands,
         action="invoices.run",
+        writes=True,
     )
     run.add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
     run.add_argument("--customer", help="only this customer")
@@ -673,6 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
         "push final invoices not yet in Stripe (exit 3 when some failed)",
         stripe_commands,
         action="billing.sync",
+        writes=True,
     ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
     webhooks = commands.add_parser("webhooks", help="signed billing-period-closed webhooks")
     webhook_commands = webhooks.add_subparsers(dest="webhooks_command", required=True)
@@ -691,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
         "load a rate file (CSV: date,base,quote,rate) as a new ref.fx_rates version",
         fx_commands,
         action="fx.load",
+        writes=True,
     ).add_argument("file")
     shadow = add(
         "shadow",
@@ -709,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
         "move data between tiers by age: copy, verify, log, then delete",
         tier_commands,
         action="warehouse.admin",
+        writes=True,
     ).add_argument("--as-of", required=True, help="ISO 8601 instant with offset")
     add(
         "lifecycle",
@@ -741,6 +780,7 @@ def build_parser() -> argparse.ArgumentParser:
         "replace a user's identifier by a pseudonym in every tier (totals unchanged)",
         gdpr_commands,
         action="gdpr.erase",
+        writes=True,
     )
     erase.add_argument("--user", required=True, metavar="ID")
     erase.add_argument("--tenant", help="the user's tenant (default: default)")
@@ -837,7 +877,13 @@ def build_parser() -> argparse.ArgumentParser:
     anomalies.add_argument(
         "--baseline-hours", type=int, help="hours each hour is compared with (default 168)"
     )
-    add("demo", cmd_demo, "generate data and run everything end to end", action="warehouse.admin")
+    add(
+        "demo",
+        cmd_demo,
+        "generate data and run everything end to end",
+        action="warehouse.admin",
+        writes=True,
+    )
     return parser
 
 
@@ -845,7 +891,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings.load(warehouse=args.warehouse, now=args.now, spark_master=args.master)
+        settings = Settings.load(
+            warehouse=args.warehouse, now=args.now, spark_master=args.master, wait=args.wait
+        )
         if args.action is not None:
             _authorize(args, settings)
         return args.func(args, settings)

@@ -156,6 +156,33 @@ class BillingSystemSettings:
 
 
 @dataclass(frozen=True)
+class LeaseSettings:
+    """Writer leases (`meterlake.lease`): how long a lease outlives its last renewal, how
+    much earlier its holder stops committing, how long a second writer waits for it."""
+
+    ttl_seconds: float = 30.0
+    wait_seconds: float = 0.0
+    landing_commit_seconds: float = 60.0  # a landing writer in flight blocks final runs this long
+
+    @property
+    def margin_seconds(self) -> float:
+        return self.ttl_seconds / 3
+
+    @classmethod
+    def load(cls, env: Mapping[str, str], wait: float | None = None) -> LeaseSettings:
+        d = cls()
+        return cls(
+            ttl_seconds=max(1, _int(env, "METERLAKE_LEASE_TTL_SECONDS", int(d.ttl_seconds))),
+            wait_seconds=wait
+            if wait is not None
+            else _int(env, "METERLAKE_LEASE_WAIT_SECONDS", int(d.wait_seconds)),
+            landing_commit_seconds=max(
+                1, _int(env, "METERLAKE_LANDING_COMMIT_SECONDS", int(d.landing_commit_seconds))
+            ),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything a meterlake command needs to know about its environment.
 
@@ -186,6 +213,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     billing_system: BillingSystemSettings = field(default_factory=BillingSystemSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
 
     @classmethod
     def load(
@@ -195,6 +223,7 @@ class Settings:
         warehouse: str | None = None,
         now: str | None = None,
         spark_master: str | None = None,
+        wait: float | None = None,
     ) -> Settings:
         """Build settings from ``env`` (default: the process environment) and flag values."""
         env = os.environ if env is None else env
@@ -230,6 +259,7 @@ class Settings:
             api=ApiSettings.load(env),
             billing_system=BillingSystemSettings.load(env),
             kafka=KafkaSettings.load(env),
+            lease=LeaseSettings.load(env, wait),
         )
 
     def with_warehouse(self, warehouse: str) -> Settings:

@@ -1,19 +1,28 @@
 """The few adapters that write Delta: plain appends, versioned idempotent appends,
-insert-if-absent appends keyed on lineage, overwrites and conditional upserts.
+insert-if-absent merges keyed on identity or lineage, overwrites and conditional upserts.
 
-Two ways to make a retried write exactly-once, each used where it is cheaper:
+Two ways to make a retried or concurrent write exactly-once, each used where it is cheaper:
 
 - ``append(..., txn=(app_id, version))``: Delta records the highest ``txnVersion`` per
-  ``txnAppId`` and skips a repeat. Looking it up rebuilds the table state, about a second
-  per commit here, so it suits rare writes (catalog loads).
-- `append_missing`: an anti-join against the keys already in the table, limited to the
-  slice being written (e.g. ``batch_id IN (...)``, which data skipping prunes). Used by the
-  landing → bronze micro-batches.
+  ``txnAppId`` and skips a repeat. Looking it up rebuilds the table state (a 1,000-row
+  append: 0.3 s plain, 0.75 s with it, measured here), so it suits rare writes (catalog
+  loads).
+- `insert_missing`: an insert-only MERGE on the rows' key. A MERGE reads the table in the
+  same transaction it commits, so Delta fails the later of two concurrent ones with a
+  conflict instead of letting both append (a blind append never conflicts: "read what is
+  there, then append" doubles rows under a second writer); the loser is retried and finds
+  the winner's rows. About 1 s for 1,000 rows here, 0.2 s more than the anti-join-then-
+  append it replaced.
+
+Every write a writer lease covers (`meterlake.lease`) passes the lease as ``fence``: it is
+checked before each attempt, so a writer that lost its lease stops before committing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
@@ -21,6 +30,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
     from meterlake.config import Settings
+    from meterlake.lease import Lease
     from meterlake.tables import TableSpec
 
 
@@ -64,20 +74,193 @@ def append(
     writer.save(spec.path(settings))
 
 
-def append_missing(
-    df: DataFrame, settings: Settings, spec: TableSpec, keys: list[str], scope: Column
-) -> None:
-    """Append the rows of ``df`` whose ``keys`` are not yet in ``spec`` (within ``scope``).
+MAX_CONFLICT_RETRIES = 8
 
-    Equivalent to a MERGE that only inserts, without rewriting any file, so it is allowed on
-    append-only tables. ``scope`` must cover every row ``df`` can hold.
+
+def is_conflict(exc: BaseException) -> bool:
+    """A Delta commit lost to a concurrent one, or a read overtaken before its commit
+    (worth retrying from a fresh read)."""
+    from delta import exceptions
+
+    conflicts = tuple(getattr(exceptions, name) for name in exceptions.__all__)
+    return isinstance(exc, (*conflicts, StaleRead))
+
+
+def retry_conflicts(attempt: Callable[[], Result], fence: Lease | None = None) -> Result:
+    """Run ``attempt`` (one read-and-commit) until it commits; each retry re-reads the table.
+
+    Conflicts come only from other writers, which a lease keeps rare, so a few retries
+    with a short, jittered pause suffice; the lease is checked before every attempt.
     """
-    from pyspark.sql import functions as F
+    import random
+    import time
 
-    existing = (
-        df.sparkSession.read.format("delta").load(spec.path(settings)).where(scope).select(*keys)
+    for tries in range(MAX_CONFLICT_RETRIES):
+        if fence is not None:
+            fence.check()
+        try:
+            return attempt()
+        except Exception as exc:
+            if not is_conflict(exc) or tries == MAX_CONFLICT_RETRIES - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.2) * (tries + 1))
+    raise AssertionError("unreachable")
+
+
+def insert_missing(
+    df: DataFrame,
+    settings: Settings,
+    spec: TableSpec,
+    keys: Sequence[str],
+    *,
+    scope: str = "",
+    fence: Lease | None = None,
+) -> None:
+    """Insert the rows of ``df`` whose ``keys`` are not yet in ``spec``, serialised by Delta.
+
+    One insert-only MERGE (allowed on append-only tables: it rewrites no file). ``scope``,
+    a SQL condition over ``t.``, prunes the files the MERGE reads (e.g. ``t.batch_id IN
+    (...)``); it must cover every row ``df`` can match. ``df`` must hold each key once.
+
+    Example::
+
+        insert_missing(rows, settings, tables.BILLING_OUTBOX, ["event_id"], fence=lease)
+    """
+    from delta.tables import DeltaTable
+
+    condition = " AND ".join([f"t.{key} = s.{key}" for key in keys] + ([scope] if scope else []))
+    source = _conform(df, spec)
+
+    def attempt() -> None:
+        (
+            DeltaTable.forPath(df.sparkSession, spec.path(settings))
+            .alias("t")
+            .merge(source.alias("s"), condition)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+    retry_conflicts(attempt, fence)
+
+
+class StaleRead(Exception):
+    """The table moved after an attempt read it and before it committed; `retry_conflicts`
+    starts the attempt again from a fresh read."""
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    """The latest committed version of the Delta table at ``path``, from its refreshed log
+    (10-25 ms here; ``DeltaTable.history(1)`` builds and collects a DataFrame: 270 ms)."""
+    jvm = spark._jvm
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    none = jvm.scala.Option.empty()
+    return int(log.update(False, none, none).version())
+
+
+_USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+_metadata_lock = threading.RLock()
+
+
+@contextmanager
+def commit_metadata(spark: SparkSession, text: str) -> Iterator[None]:
+    """Tag the commits made inside with ``text`` as Delta ``userMetadata`` (a session
+    setting, so one tag at a time per process)."""
+    with _metadata_lock:
+        spark.conf.set(_USER_METADATA, text)
+        try:
+            yield
+        finally:
+            spark.conf.unset(_USER_METADATA)
+
+
+def _commit_info(settings: Settings, spec: TableSpec, version: int) -> dict:
+    from meterlake.storage import storage_for
+
+    key = f"{spec.layer}/{spec.name}/_delta_log/{version:020d}.json"
+    data = storage_for(settings).read(key) or b""
+    for line in data.splitlines():
+        action = json.loads(line)
+        if "commitInfo" in action:
+            return action["commitInfo"]
+    return {}
+
+
+def insert_as_of(
+    df: DataFrame,
+    settings: Settings,
+    spec: TableSpec,
+    keys: Sequence[str],
+    *,
+    scope: str,
+    read_version: int,
+    fence: Lease | None = None,
+) -> int:
+    """`insert_missing` for rows chosen from what ``spec`` held at ``read_version`` (say,
+    events classified against the identities already in bronze): the insert commits only
+    on top of exactly that version. Returns the rows inserted.
+
+    Raises `StaleRead` when the table moved before the MERGE, and lets a conflict during
+    it propagate, so the caller's `retry_conflicts` reclassifies from a fresh read. Should
+    another commit still slip in between the check and the MERGE's own read, it is found
+    afterwards in the log and `ConcurrentWriterError` names it.
+    """
+    import uuid
+
+    from delta.tables import DeltaTable
+
+    from meterlake.errors import ConcurrentWriterError
+
+    spark = df.sparkSession
+    path = spec.path(settings)
+    if table_version(spark, path) != read_version:
+        raise StaleRead(f"{spec.qualified_name} moved past version {read_version}")
+    if fence is not None:
+        fence.check()
+    tag = f"meterlake:{uuid.uuid4().hex}"
+    condition = " AND ".join([f"t.{key} = s.{key}" for key in keys] + [scope])
+    with commit_metadata(spark, tag):
+        metrics = (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(_conform(df, spec).alias("s"), condition)
+            .whenNotMatchedInsertAll()
+            .execute()
+            .first()
+        )
+    inserted = int(metrics["num_inserted_rows"]) if metrics else 0
+    latest = table_version(spark, path)
+    if inserted == 0 or latest == read_version + 1:
+        return inserted  # nothing committed, or ours is the only commit since the read
+    for version in range(read_version + 1, latest + 1):
+        info = _commit_info(settings, spec, version)
+        if info.get("userMetadata") == tag:
+            if info.get("readVersion") == read_version:
+                return inserted
+            break
+    raise ConcurrentWriterError(
+        f"{spec.qualified_name}: another writer committed after version {read_version}, which"
+        f" this insert was chosen from (latest {latest}); run `meterlake reconcile` to check"
+        " identities"
     )
-    append(df.join(F.broadcast(existing.distinct()), keys, "left_anti"), settings, spec)
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    """``column IN ('a', 'b')`` with the values quoted as SQL string literals."""
+    quoted = ", ".join(
+        "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'" for value in values
+    )
+    return f"{column} IN ({quoted})"
+
+
+def settled(frame: DataFrame) -> DataFrame:
+    """``frame`` computed once now, for reading several times (say, by MERGEs).
+
+    meterlake's MERGEs do not copy their source first (`meterlake.spark`), and Delta then
+    refuses a source that is cached (``persist``): its contents could change under the
+    MERGE. A local checkpoint is computed once and never changes, so it is safe to merge
+    from as often as needed.
+    """
+    return frame.localCheckpoint(eager=True)
 
 
 def overwrite(df: DataFrame, settings: Settings, spec: TableSpec) -> None:
@@ -93,21 +276,28 @@ def upsert(
     *,
     changed: str,
     scope: str = "",
+    fence: Lease | None = None,
 ) -> None:
     """MERGE ``df`` into ``spec`` on ``keys`` (null-safe): insert new rows, and update a
     matched row only where the SQL condition ``changed`` (over ``t.`` and ``s.``) holds, so
-    rewriting identical rows writes nothing. ``scope`` (over ``t.``) prunes the target."""
+    rewriting identical rows writes nothing. ``scope`` (over ``t.``) prunes the target.
+    Retried on a concurrent commit, like `insert_missing`."""
     from delta.tables import DeltaTable
 
     condition = " AND ".join([f"t.{key} <=> s.{key}" for key in keys] + ([scope] if scope else []))
-    (
-        DeltaTable.forPath(df.sparkSession, spec.path(settings))
-        .alias("t")
-        .merge(_conform(df, spec).alias("s"), condition)
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    source = _conform(df, spec)
+
+    def attempt() -> None:
+        (
+            DeltaTable.forPath(df.sparkSession, spec.path(settings))
+            .alias("t")
+            .merge(source.alias("s"), condition)
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+    retry_conflicts(attempt, fence)
 
 
 @contextmanager
@@ -124,12 +314,11 @@ def _writable(
     if append_only:
         guard("false")
     try:
-        if metadata is not None:
-            spark.conf.set("spark.databricks.delta.commitInfo.userMetadata", metadata)
-        try:
+        if metadata is None:
             yield
-        finally:
-            spark.conf.unset("spark.databricks.delta.commitInfo.userMetadata")
+        else:
+            with commit_metadata(spark, metadata):
+                yield
     finally:
         if append_only:
             guard("true")

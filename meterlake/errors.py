@@ -54,3 +54,27 @@ class BillingSystemError(MeterlakeError):
     delivered is recorded and a later run resumes the rest."""
 
     retryable = True
+
+
+class LeaseHeldError(MeterlakeError):
+    """Another process holds the writer lease this step needs (`meterlake.lease`); it is
+    doing the same work, or will free the lease when it stops or its lease expires."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+    retryable = True
+
+
+class LeaseLostError(MeterlakeError):
+    """This process's writer lease expired or was taken over; it stopped before its next
+    commit, and the new holder carries on from what was committed."""
+
+    exit_code = 75
+    retryable = True
+
+
+class ConcurrentWriterError(MeterlakeError):
+    """Another writer committed where this one had read, in a way this one cannot merge;
+    nothing this run wrote is lost, and a rerun starts from what is committed."""
+
+    exit_code = 75
+    retryable = True

@@ -4,7 +4,12 @@ summary out. Each opens the process's Spark session on the configured warehouse
 
 A `MeterlakeError` that retrying cannot fix (bad Params, a failed quality gate, a
 reconciliation mismatch) fails the task at once, without Airflow's retries, with its
-one-line message; anything else is left to the DAG's retry policy."""
+one-line message; anything else is left to the DAG's retry policy.
+
+Writer leases (`meterlake.lease`): the catch-up tasks (ingest, rollups) skip themselves
+when another process holds their lease (``pipeline stream``, say, is doing that very
+work); the others wait up to ``METERLAKE_LEASE_WAIT_SECONDS`` (default here
+`TASK_LEASE_WAIT_SECONDS`) and are then retried by Airflow like any other "not yet"."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from meterlake.clock import format_instant, parse_instant
-from meterlake.errors import MeterlakeError
+from meterlake.errors import LeaseHeldError, MeterlakeError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -42,21 +47,39 @@ def task_body(func: Task) -> Task:
     return run  # type: ignore[return-value]
 
 
-def _open() -> tuple[SparkSession, Settings]:
+TASK_LEASE_WAIT_SECONDS = 300.0
+
+
+def _open(*, wait: float | None = TASK_LEASE_WAIT_SECONDS) -> tuple[SparkSession, Settings]:
+    """The worker's session and settings; ``wait``: how long a task waits for another
+    writer's lease unless ``METERLAKE_LEASE_WAIT_SECONDS`` says otherwise."""
+    import os
+
     from meterlake.config import Settings
     from meterlake.spark import build_session
 
-    settings = Settings.load()
+    explicit = os.environ.get("METERLAKE_LEASE_WAIT_SECONDS")
+    settings = Settings.load(wait=None if explicit else wait)
     return build_session(settings), settings
+
+
+def _skipped(exc: LeaseHeldError) -> dict[str, Any]:
+    """What a catch-up task reports when another process holds its lease."""
+    print(f"skipped: {exc}")
+    return {"skipped": str(exc)}
 
 
 @task_body
 def ingest() -> dict[str, Any]:
-    """Landing → bronze → silver → gold, as ``pipeline run``."""
+    """Landing → bronze → silver → gold, as ``pipeline run``; skipped while another
+    process (``pipeline stream``) holds the ingest or rollups lease."""
     from meterlake.pipeline import run_pipeline
 
-    spark, settings = _open()
-    result = run_pipeline(spark, settings, progress=print)
+    spark, settings = _open(wait=0)
+    try:
+        result = run_pipeline(spark, settings, progress=print)
+    except LeaseHeldError as exc:
+        return _skipped(exc)
     tally = result.tally
     return {
         "batches": tally.batches,
@@ -236,11 +259,15 @@ def data_quality() -> dict[str, Any]:
 
 @task_body
 def rollups() -> dict[str, Any]:
-    """Silver and gold up to the current bronze."""
+    """Silver and gold up to the current bronze; skipped while another process holds the
+    rollups lease."""
     from meterlake.rollups.refresh import refresh_rollups
 
-    spark, settings = _open()
-    result = refresh_rollups(spark, settings, progress=print)
+    spark, settings = _open(wait=0)
+    try:
+        result = refresh_rollups(spark, settings, progress=print)
+    except LeaseHeldError as exc:
+        return _skipped(exc)
     return {
         "rebuilt": result.rebuilt,
         "batches": result.batches,

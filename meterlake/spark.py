@@ -108,6 +108,10 @@ def build_session(
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.jars.ivy", settings.ivy_dir)
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        # MERGE copies its source first unless told not to, in case it is non-deterministic;
+        # meterlake's sources are cached frames, Python rows or Delta reads at a pinned
+        # version, and the copy costs 0.3-0.5 s per insert (bronze micro-batch: 11.0 → 8.1 s).
+        .config("spark.databricks.delta.merge.materializeSource", "none")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
     )
     jars = _resolved_jars(settings, packages)

@@ -97,6 +97,9 @@ BRONZE_EVENTS = TableSpec(
         ("landing_file", StringType(), False),
         ("line_number", LongType(), False),
         ("ingested_at", TimestampType(), False),
+        # When the source itself received the line, where that differs from landing's
+        # receipt: the newest Kafka record timestamp of its archived batch.
+        ("source_time", TimestampType(), True),
     ),
     partition_by=("billing_date",),
     properties={
@@ -184,6 +187,9 @@ BRONZE_BATCHES = TableSpec(
         ("quarantined_by_reason", MapType(StringType(), LongType()), False),
         ("epoch", LongType(), False),
         ("processed_at", TimestampType(), False),
+        # The micro-batch's number in commit order (under the ingest lease): a final invoice
+        # records the highest it saw, so a batch that committed after it is recognisable.
+        ("ingest_seq", LongType(), True),
     ),
     properties=dict(APPEND_ONLY),
     constraints={"accounting_balances": "events_read = bronze_rows + duplicates + quarantined"},
@@ -459,6 +465,9 @@ BILLING_INVOICES = TableSpec(
         ("fx_rate", FX_RATE, True),
         ("fx_rate_date", DateType(), True),
         ("fx_rounding", MONEY, True),
+        # The landing batches bronze held for this revision: bronze.batches up to this
+        # ingest_seq (see meterlake.billing.late_commits).
+        ("ingest_seq", LongType(), True),
     ),
     constraints={
         "status_known": "status IN ('draft', 'final')",

@@ -56,6 +56,7 @@ def lines_frame(spark, lines: list, received_at: datetime):
         .withColumn("tenant_id", F.lit("default"))
         .withColumn("batch_id", F.lit("b1"))
         .withColumn("received_at", F.lit(received_at).cast("timestamp"))
+        .withColumn("source_time", F.lit(None).cast("timestamp"))
         .withColumn("landing_file", F.lit("landing/x.jsonl"))
         .drop("raw_bytes")
     )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.clock import hour_floor
-from meterlake.delta_io import upsert
+from meterlake.delta_io import settled, upsert
 from meterlake.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -125,22 +125,19 @@ def detect_anomalies(
     series = hourly_series(spark, settings, start - timedelta(hours=baseline_hours), until)
     if tenant is not None:
         series = series.where(F.col("tenant_id") == tenant)
-    found = (
+    found = settled(
         flag(series, k, baseline_hours, min_history)
         .where(F.col("hour_start") >= F.lit(start))
         .withColumn("detected_at", F.lit(settings.now()).cast("timestamp"))
-    ).persist()
-    try:
-        upsert(
-            found,
-            settings,
-            tables.ANALYTICS_ANOMALIES,
-            KEYS,
-            changed="s.value <> t.value OR s.k <> t.k OR s.baseline_hours <> t.baseline_hours",
-        )
-        rows = found.orderBy("hour_start", *SERIES).collect()
-    finally:
-        found.unpersist()
+    )
+    upsert(
+        found,
+        settings,
+        tables.ANALYTICS_ANOMALIES,
+        KEYS,
+        changed="s.value <> t.value OR s.k <> t.k OR s.baseline_hours <> t.baseline_hours",
+    )
+    rows = found.orderBy("hour_start", *SERIES).collect()
     return AnomalyRun(start, until, k, baseline_hours, rows)
 
 

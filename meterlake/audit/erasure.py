@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from meterlake import tables
 from meterlake.delta_io import append, delete_where, update_where
 from meterlake.errors import ConfigError
+from meterlake.lease import ERASURE, ROLLUPS, hold
 from meterlake.storage import storage_for
 from meterlake.tiering.events import bronze_version, events_at
 
@@ -104,7 +105,20 @@ def erase_user(
     requested_by: str,
     reason: str | None = None,
 ) -> Erasure:
-    """Replace ``user`` of ``tenant`` by a pseudonym in every tier (module docstring)."""
+    """Replace ``user`` of ``tenant`` by a pseudonym in every tier (module docstring),
+    under the erasure lease (and the rollups lease for the windows it recomputes)."""
+    with hold(settings, ERASURE):
+        return _erase(spark, settings, tenant, user, requested_by, reason)
+
+
+def _erase(
+    spark: SparkSession,
+    settings: Settings,
+    tenant: str,
+    user: str,
+    requested_by: str,
+    reason: str | None,
+) -> Erasure:
     from pyspark.sql import functions as F
 
     from meterlake.catalog.store import read_catalog
@@ -150,15 +164,18 @@ def erase_user(
         {"raw": raw.cast("binary")},
         metadata=tag,
     )
-    # Rollups past the rewrite commits (they add no events), then the touched windows anew.
-    refresh_rollups(spark, settings, progress=lambda _: None)
-    if touched:
-        # Windows keep their event counts, so the merge would skip them: drop, then rebuild.
-        for grain in GRAINS:
-            rows[grain.spec.qualified_name] = _drop_windows(spark, settings, grain.spec, touched)
-        refresh_touched(
-            spark, settings, read_catalog(spark, settings), touched, bronze_version(spark, settings)
-        )
+    with hold(settings, ROLLUPS) as rollups:
+        # Rollups past the rewrite commits (they add no events), then the touched windows.
+        refresh_rollups(spark, settings, progress=lambda _: None)
+        if touched:
+            # Windows keep their event counts, so the merge would skip them: drop, rebuild.
+            for grain in GRAINS:
+                rows[grain.spec.qualified_name] = _drop_windows(
+                    spark, settings, grain.spec, touched
+                )
+            version = bronze_version(spark, settings)
+            stored = read_catalog(spark, settings)
+            refresh_touched(spark, settings, stored, touched, version, fence=rollups)
     record = spark.createDataFrame(
         [(erasure_id, settings.now(), tenant, pseudonym, requested_by, reason, rows,
           json.dumps(files))],

@@ -21,8 +21,9 @@ from meterlake.billing.invoices import invoice_id
 from meterlake.billing.schedule import ScheduledPeriod, schedule
 from meterlake.catalog.model import Customer
 from meterlake.clock import format_instant
-from meterlake.delta_io import append_missing
+from meterlake.delta_io import insert_missing
 from meterlake.errors import MeterlakeError
+from meterlake.lease import BILLING, Lease, hold
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -111,24 +112,29 @@ def finalise_due(spark: SparkSession, settings: Settings, as_of: datetime) -> Cl
     from meterlake.billing.run import run_invoices
     from meterlake.catalog.store import read_catalog
 
-    stored = read_catalog(spark, settings)
-    due = due_periods(spark, settings, stored, as_of)
-    if not due:
-        return CloseResult(as_of, [], None)
-    customers = sorted({d.customer.id for d in due})
-    run = run_invoices(
-        spark, settings, as_of, customers=customers, reason="period close", source="period_close"
-    )
-    emit_closed(spark, settings, run, due)
+    with hold(settings, BILLING) as lease:  # what is due is decided by the lease's holder
+        stored = read_catalog(spark, settings)
+        due = due_periods(spark, settings, stored, as_of)
+        if not due:
+            return CloseResult(as_of, [], None)
+        customers = sorted({d.customer.id for d in due})
+        run = run_invoices(
+            spark,
+            settings,
+            as_of,
+            customers=customers,
+            reason="period close",
+            source="period_close",
+        )
+        emit_closed(spark, settings, run, due, lease)
     return CloseResult(as_of, due, run)
 
 
 def emit_closed(
-    spark: SparkSession, settings: Settings, run: InvoiceRun, due: list[DuePeriod]
+    spark: SparkSession, settings: Settings, run: InvoiceRun, due: list[DuePeriod], fence: Lease
 ) -> None:
-    """One outbox event per due period, carrying its final invoice's totals."""
-    from pyspark.sql import functions as F
-
+    """One outbox event per due period, carrying its final invoice's totals (inserted once
+    per event id, whoever else is emitting it)."""
     invoices = {i.invoice_id: i for i in run.invoices}
     now = settings.now()
     rows = []
@@ -157,4 +163,4 @@ def emit_closed(
             )
         )  # fmt: skip
     frame = spark.createDataFrame(rows, tables.nullable_schema(tables.BILLING_OUTBOX))
-    append_missing(frame, settings, tables.BILLING_OUTBOX, ["event_id"], F.lit(True))
+    insert_missing(frame, settings, tables.BILLING_OUTBOX, ["event_id"], fence=fence)

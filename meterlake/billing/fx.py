@@ -30,6 +30,7 @@ from meterlake import tables
 from meterlake.currency import MINOR_UNITS, round_money
 from meterlake.delta_io import append
 from meterlake.errors import ConfigError
+from meterlake.lease import CATALOG, hold
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -138,29 +139,32 @@ def load_rates_file(path: str | Path) -> FxRates:
 
 
 def store_rates(spark: SparkSession, settings: Settings, rates: FxRates) -> tuple[int, bool]:
-    """Write ``rates`` as the next version; (version, changed). Identical to current: nothing."""
+    """Write ``rates`` as the next version; (version, changed). Identical to current: nothing.
+    Under the catalog lease, as catalog loads: two loads at once would pick one version."""
     from pyspark.sql import functions as F
 
-    latest = (
-        tables.read(spark, settings, tables.REF_FX_RATES)
-        .select("version", "sha256")
-        .distinct()
-        .orderBy(F.col("version").desc())
-        .limit(1)
-        .collect()
-    )
-    if latest and latest[0].sha256 == rates.sha256:
-        return latest[0].version, False
-    version = (latest[0].version if latest else 0) + 1
-    now = settings.now()
-    rows = [
-        (version, day, base, quote, rate, rates.sha256, rates.source_file, now)
-        for (base, quote), series in rates.by_pair.items()
-        for day, rate in series
-    ]
-    frame = spark.createDataFrame(rows, tables.nullable_schema(tables.REF_FX_RATES))
-    append(frame, settings, tables.REF_FX_RATES, txn=("meterlake-fx", version))
-    return version, True
+    with hold(settings, CATALOG) as lease:
+        latest = (
+            tables.read(spark, settings, tables.REF_FX_RATES)
+            .select("version", "sha256")
+            .distinct()
+            .orderBy(F.col("version").desc())
+            .limit(1)
+            .collect()
+        )
+        if latest and latest[0].sha256 == rates.sha256:
+            return latest[0].version, False
+        version = (latest[0].version if latest else 0) + 1
+        now = settings.now()
+        rows = [
+            (version, day, base, quote, rate, rates.sha256, rates.source_file, now)
+            for (base, quote), series in rates.by_pair.items()
+            for day, rate in series
+        ]
+        frame = spark.createDataFrame(rows, tables.nullable_schema(tables.REF_FX_RATES))
+        lease.check()
+        append(frame, settings, tables.REF_FX_RATES, txn=("meterlake-fx", version))
+        return version, True
 
 
 def read_rates(spark: SparkSession, settings: Settings) -> FxRates:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -22,6 +22,7 @@ from meterlake.billing.usage import UsageRow, usage_row
 from meterlake.catalog.model import Customer
 from meterlake.clock import format_instant, from_table
 from meterlake.errors import ConfigError, StaleDataError
+from meterlake.lease import BILLING, Lease, hold
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -37,6 +38,7 @@ class InvoiceRun:
     saved: SaveResult | None
     catalog_version: int
     bronze_version: int
+    ingest_seq: int | None = None  # the landing batches it saw (see `Inputs`)
 
 
 def select_customers(
@@ -70,9 +72,35 @@ def check_run_request(
     return when
 
 
-def require_current(spark: SparkSession, settings: Settings, as_of: datetime) -> int:
-    """The bronze version billing may read for ``as_of``, after checking that every
-    landing batch received by then is in bronze and that silver and gold follow it."""
+@dataclass(frozen=True)
+class Inputs:
+    """What an invoice run reads: bronze at ``bronze_version``, holding every landing
+    batch of bronze.batches up to ``ingest_seq`` (None before any batch was numbered)."""
+
+    bronze_version: int
+    ingest_seq: int | None
+
+
+def wait_for_landing(settings: Settings, as_of: datetime) -> None:
+    """Return once no landing writer can still commit a batch received at or before
+    ``as_of``: each in-flight writer that started by then commits, or its marker lapses
+    (``METERLAKE_LANDING_COMMIT_SECONDS``); a batch committed later anyway is billed as a
+    late adjustment (`meterlake.billing.late_commits`)."""
+    import time
+
+    from meterlake.ingest.landing import landing_watermark
+
+    while True:
+        started, remaining = landing_watermark(settings)
+        if started is None or started > as_of:
+            return
+        time.sleep(min(0.2, remaining))
+
+
+def require_current(spark: SparkSession, settings: Settings, as_of: datetime) -> Inputs:
+    """What billing may read for ``as_of``, after waiting for landing writers still in
+    flight and checking that every landing batch received by then is in bronze and that
+    silver and gold follow it."""
     from meterlake.catalog.store import current_version
     from meterlake.ingest.landing import manifest_entries
     from meterlake.rollups.refresh import load_state
@@ -83,10 +111,14 @@ def require_current(spark: SparkSession, settings: Settings, as_of: datetime) ->
             f"--as-of {format_instant(as_of)} is after now ({format_instant(settings.now())});"
             " events that could still arrive before it would be missed"
         )
-    processed = {
-        row.batch_id
-        for row in tables.read(spark, settings, tables.BRONZE_BATCHES).select("batch_id").collect()
-    }
+    wait_for_landing(settings, as_of)
+    seen = (
+        tables.read(spark, settings, tables.BRONZE_BATCHES)
+        .select("batch_id", "ingest_seq")
+        .collect()
+    )
+    processed = {row.batch_id for row in seen}
+    numbered = [row.ingest_seq for row in seen if row.ingest_seq is not None]
     waiting = [
         b for b in manifest_entries(settings) if b.received <= as_of and b.batch_id not in processed
     ]
@@ -107,7 +139,7 @@ def require_current(spark: SparkSession, settings: Settings, as_of: datetime) ->
             f"rollups reflect bronze version {state.bronze_version}, bronze is at {version};"
             " run `meterlake pipeline run`"
         )
-    return version
+    return Inputs(version, max(numbered) if numbered else None)
 
 
 def usage_rows(
@@ -125,18 +157,20 @@ def usage_rows(
     ``from_bronze`` recomputes them from bronze even when gold is current (reconciliation
     wants a result that does not depend on gold). With ``since``, only the rows of periods
     starting then or later are needed, so bronze is read from that day on (a period's rows
-    come from the events billed in it)."""
+    come from the events billed in it). Customers with usage a final invoice missed (it
+    reached bronze after that invoice, `meterlake.billing.late_commits`) are recomputed
+    from bronze with that usage counted as received at that invoice's close."""
     from pyspark.sql import functions as F
 
+    from meterlake.billing.late_commits import late_receipts, with_late_receipts
     from meterlake.rollups.period_usage import period_usage
     from meterlake.rollups.refresh import horizon
     from meterlake.tiering.events import events_at
 
-    keys = spark.createDataFrame(
-        [(c.tenant, c.id) for c in customers], "k_tenant string, k_customer string"
-    )
-
-    def mine(frame: DataFrame) -> DataFrame:
+    def mine(frame: DataFrame, chosen: Sequence[Customer]) -> DataFrame:
+        keys = spark.createDataFrame(
+            [(c.tenant, c.id) for c in chosen], "k_tenant string, k_customer string"
+        )
         return frame.join(
             F.broadcast(keys),
             (F.col("tenant_id") == F.col("k_tenant"))
@@ -144,17 +178,28 @@ def usage_rows(
             "left_semi",
         )
 
+    def recomputed(chosen: Sequence[Customer]) -> DataFrame:
+        events = mine(bronze.where(F.col("received_at") <= F.lit(as_of)), chosen)
+        return period_usage(with_late_receipts(events, late), stored, chosen, horizon(settings))
+
     bronze = events_at(spark, settings, version)
     if since is not None:
         bronze = bronze.where(F.col("billing_date") >= F.lit(since.astimezone(UTC).date()))
+    late = late_receipts(spark, settings, customers, as_of)
     if not from_bronze:
         newest = bronze.agg(F.max("received_at")).first()[0]
         from_bronze = newest is not None and from_table(newest) > as_of
     if from_bronze:
-        events = mine(bronze.where(F.col("received_at") <= F.lit(as_of)))
-        gold = period_usage(events, stored, customers, horizon(settings))
+        gold = recomputed(customers)
     else:
-        gold = mine(tables.read(spark, settings, tables.GOLD_PERIOD_USAGE))
+        moved = {(tenant, customer) for tenant, customer, _ in late}
+        plain = [c for c in customers if (c.tenant, c.id) not in moved]
+        gold = mine(tables.read(spark, settings, tables.GOLD_PERIOD_USAGE), plain)
+        if moved:
+            gold = gold.unionByName(
+                recomputed([c for c in customers if (c.tenant, c.id) in moved]),
+                allowMissingColumns=True,
+            )
     found: dict[tuple[str, str], list[UsageRow]] = defaultdict(list)
     for row in gold.collect():
         found[row.tenant_id, row.customer_id].append(usage_row(row))
@@ -204,23 +249,37 @@ def run_invoices(
 
     stored = read_catalog(spark, settings, catalog_version)
     chosen = select_customers(stored, customers, tenant)  # an unknown id stops it first
-    version = require_current(spark, settings, as_of)
-    rows = usage_rows(spark, settings, stored, chosen, as_of, version)
-    invoices = price_customers(spark, settings, stored, chosen, rows, as_of)
-    saved = None
-    if not dry_run:
+    if dry_run:  # writes nothing, so needs no lease and waits for no one
+        return _priced(spark, settings, stored, chosen, as_of)
+    with hold(settings, BILLING) as lease:
+        run = _priced(spark, settings, stored, chosen, as_of)
         saved = save_invoices(
             spark,
             settings,
-            invoices,
+            run.invoices,
             as_of=as_of,
             catalog_version=stored.version,
-            bronze_version=version,
+            inputs=Inputs(run.bronze_version, run.ingest_seq),
+            fence=lease,
         )
-    run = InvoiceRun(as_of, invoices, saved, stored.version, version)
-    if saved is not None:
-        record_run(spark, settings, run, saved, customers, tenant, reason, source)
+        run = replace(run, saved=saved)
+        record_run(spark, settings, run, saved, customers, tenant, reason, source, lease)
     return run
+
+
+def _priced(
+    spark: SparkSession,
+    settings: Settings,
+    stored: StoredCatalog,
+    customers: list[Customer],
+    as_of: datetime,
+) -> InvoiceRun:
+    inputs = require_current(spark, settings, as_of)
+    rows = usage_rows(spark, settings, stored, customers, as_of, inputs.bronze_version)
+    invoices = price_customers(spark, settings, stored, customers, rows, as_of)
+    return InvoiceRun(
+        as_of, invoices, None, stored.version, inputs.bronze_version, inputs.ingest_seq
+    )
 
 
 def record_run(
@@ -232,6 +291,7 @@ def record_run(
     tenant: str | None,
     reason: str | None,
     source: str,
+    fence: Lease,
 ) -> None:
     """Append the run to billing.runs (written runs only)."""
     from meterlake.delta_io import append
@@ -243,4 +303,5 @@ def record_run(
         len(saved.finalized), len(saved.unchanged),
     )  # fmt: skip
     frame = spark.createDataFrame([row], tables.nullable_schema(tables.BILLING_RUNS))
+    fence.check()
     append(frame, settings, tables.BILLING_RUNS)

@@ -71,7 +71,7 @@ def shadow_run(
     from meterlake.catalog.store import StoredCatalog
 
     current = run_invoices(spark, settings, as_of, dry_run=True)
-    version = require_current(spark, settings, as_of)
+    version = require_current(spark, settings, as_of).bronze_version
     proposed = StoredCatalog(0, catalog)
     customers = list(catalog.customers)
     rows = usage_rows(spark, settings, proposed, customers, as_of, version, from_bronze=True)

@@ -5,7 +5,10 @@ Lines are written first, keyed by (invoice, revision, line number), then the inv
 is merged to point at its revision. A crash in between leaves unreferenced lines that
 the rerun finds already there; a reader never sees an invoice without its lines. A final
 invoice is never updated; a draft only when its content changed, so a rerun writes
-nothing.
+nothing. Both writes are MERGEs that Delta serialises (`meterlake.delta_io.insert_missing`),
+made under the billing lease: a second run at the same moment cannot add a line to a
+revision (a revision is a digest of its lines, so the same key always holds the same
+line) nor move an invoice back.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from typing import TYPE_CHECKING
 from meterlake import tables
 from meterlake.billing.invoices import Invoice
 from meterlake.clock import hour_floor
-from meterlake.delta_io import append_missing, upsert
+from meterlake.delta_io import insert_missing, sql_in, upsert
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from meterlake.billing.run import Inputs
     from meterlake.config import Settings
+    from meterlake.lease import Lease
 
+LINE_KEY = ("invoice_id", "revision", "line_no")
 ROLLUP_FOR_LINEAGE = tables.SILVER_USAGE_HOUR
 
 
@@ -81,7 +87,7 @@ def _line_rows(invoices: Sequence[Invoice], bronze_version: int) -> list[tuple]:
 
 
 def _invoice_rows(
-    invoices: Sequence[Invoice], as_of: datetime, catalog_version: int, bronze_version: int, now
+    invoices: Sequence[Invoice], as_of: datetime, catalog_version: int, inputs: Inputs, now
 ) -> list[tuple]:
     return [
         (
@@ -99,12 +105,13 @@ def _invoice_rows(
             i.revision,
             as_of,
             catalog_version,
-            bronze_version,
+            inputs.bronze_version,
             now,
             i.fx.source_currency if i.fx else None,
             i.fx.rate if i.fx else None,
             i.fx.rate_date if i.fx else None,
             i.fx.rounding if i.fx else None,
+            inputs.ingest_seq,
         )
         for i in invoices
     ]
@@ -117,11 +124,10 @@ def save_invoices(
     *,
     as_of: datetime,
     catalog_version: int,
-    bronze_version: int,
+    inputs: Inputs,
+    fence: Lease,
 ) -> SaveResult:
     """Write what changed; report what was created, updated, finalised or left alone."""
-    from pyspark.sql import functions as F
-
     stored = {
         row.invoice_id: (row.status, row.revision)
         for row in tables.read(spark, settings, tables.BILLING_INVOICES)
@@ -144,13 +150,19 @@ def save_invoices(
     if not result.written:
         return result
     lines = spark.createDataFrame(
-        _line_rows(result.written, bronze_version),
+        _line_rows(result.written, inputs.bronze_version),
         tables.nullable_schema(tables.BILLING_INVOICE_LINES),
     )
-    keys = ["invoice_id", "revision", "line_no"]
-    append_missing(lines, settings, tables.BILLING_INVOICE_LINES, keys, F.lit(True))
+    insert_missing(
+        lines,
+        settings,
+        tables.BILLING_INVOICE_LINES,
+        LINE_KEY,
+        scope=sql_in("t.invoice_id", sorted({i.invoice_id for i in result.written})),
+        fence=fence,
+    )
     rows = spark.createDataFrame(
-        _invoice_rows(result.written, as_of, catalog_version, bronze_version, settings.now()),
+        _invoice_rows(result.written, as_of, catalog_version, inputs, settings.now()),
         tables.nullable_schema(tables.BILLING_INVOICES),
     )
     upsert(
@@ -159,6 +171,7 @@ def save_invoices(
         tables.BILLING_INVOICES,
         ("invoice_id",),
         changed="t.status = 'draft' AND t.revision <> s.revision",
+        fence=fence,
     )
     return result
 

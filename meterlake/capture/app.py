@@ -35,7 +35,7 @@ from meterlake.capture.writer import LandingWriter
 from meterlake.clock import format_instant
 from meterlake.config import Settings
 from meterlake.ingest import reasons
-from meterlake.ingest.landing import TENANT_PATTERN
+from meterlake.ingest.landing import TENANT_PATTERN, LandingBatch
 
 DASHBOARD_PAGE = Path(__file__).resolve().parents[1] / "analytics" / "dashboard.html"
 
@@ -111,13 +111,13 @@ class Capture:
         _, _, through = self.backlog.state()
         return -1.0 if through is None else (self.settings.now() - through).total_seconds()
 
-    async def store(self, tenant: str, outcome: Outcome, received: datetime) -> str | None:
-        """Make the accepted lines durable in each configured sink; the landing batch's id
+    async def store(self, tenant: str, outcome: Outcome, received: datetime) -> LandingBatch | None:
+        """Make the accepted lines durable in each configured sink; the landing batch
         (None when only Kafka takes them). Raises with the failing sink named."""
-        batch_id = None
+        batch = None
         if self.writer is not None:
             try:
-                batch_id = (await self.writer.land(tenant, outcome.lines)).batch_id
+                batch = await self.writer.land(tenant, outcome.lines, received)
             except Exception as exc:
                 raise RuntimeError(f"landing failed: {exc}") from exc
         if self.publisher is not None:
@@ -126,7 +126,7 @@ class Capture:
                 await self.publisher.publish(tenant, records, received)
             except Exception as exc:
                 raise RuntimeError(f"publishing to Kafka failed: {exc}") from exc
-        return batch_id
+        return batch
 
     def classify(self, tenant: str, events: list[Any], received: datetime) -> Outcome:
         """Validate each event and spot duplicates (known ids and repeats in the request)."""
@@ -142,12 +142,15 @@ class Capture:
                 outcome.results.append(_rejected(result, rejection.reason, rejection.detail))
                 continue
             event_id, print_ = event["event_id"], SeenEvents.fingerprint(line)
-            verdict = self.seen.verdict(tenant, event_id, print_)
             earlier = in_request.get(event_id)
-            if verdict == CONFLICT or (earlier is not None and earlier != print_):
+            if earlier is not None:  # a repeat inside this request: its first copy decides
+                verdict = DUPLICATE if earlier == print_ else CONFLICT
+            else:
+                verdict = self.seen.claim(tenant, event_id, print_)
+            if verdict == CONFLICT:
                 detail = f"event_id {event_id} was already sent with a different payload"
                 outcome.results.append(_rejected(result, reasons.DUPLICATE_CONFLICT, detail))
-            elif verdict == DUPLICATE or earlier is not None:
+            elif verdict == DUPLICATE:
                 outcome.results.append({**result, "status": "duplicate"})
             else:
                 in_request[event_id] = print_
@@ -252,13 +255,17 @@ def create_app(settings: Settings):
             return error(429, message, **{"Retry-After": str(wait)})
         received = settings.now()
         outcome = await asyncio.to_thread(capture.classify, tenant, events, received)
-        batch_id = None
+        batch = None
         if outcome.lines:
             try:
-                batch_id = await capture.store(tenant, outcome, received)
-            except Exception as exc:  # nothing is acknowledged; the client retries
+                batch = await capture.store(tenant, outcome, received)
+            except BaseException as exc:  # nothing is acknowledged; the client retries
+                capture.seen.release(tenant, outcome.ids)
+                if not isinstance(exc, Exception):
+                    raise  # the request was cancelled (client gone, server stopping)
                 return error(503, str(exc), **{"Retry-After": "5"})
-            capture.seen.remember(tenant, outcome.ids)
+            capture.seen.confirm(tenant, outcome.ids)
+        batch_id = batch.batch_id if batch else None
         counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
         for result in outcome.results:
             counts[result["status"]] += 1
@@ -278,7 +285,7 @@ def create_app(settings: Settings):
             "duplicates": counts["duplicate"],
             "rejected": counts["rejected"],
             "batch_id": batch_id,
-            "received_at": format_instant(received),
+            "received_at": batch.received_at if batch else format_instant(received),
             "results": outcome.results,
         }
         return JSONResponse(payload, status_code=status)

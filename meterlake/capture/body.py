@@ -16,6 +16,39 @@ class BadBody(ValueError):
     """The body is not JSON, or not an event or a batch of events (HTTP 400)."""
 
 
+class DuplicateKeys(dict):
+    """A JSON object that named ``key`` more than once. Bronze's JSON reader refuses such a
+    line (``malformed_json``), so the API refuses the event too, rather than keeping
+    whichever value Python's reader happened to keep."""
+
+    key: str = ""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    built = dict(pairs)
+    if len(built) == len(pairs):
+        return built
+    seen: set[str] = set()
+    twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    marked = DuplicateKeys(built)
+    marked.key = twice
+    return marked
+
+
+def duplicate_key(value: Any) -> str | None:
+    """The first key named twice in any object inside ``value``, or None."""
+    if isinstance(value, DuplicateKeys):
+        return value.key
+    children = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    )
+    for child in children:
+        found = duplicate_key(child)
+        if found is not None:
+            return found
+    return None
+
+
 def _no_constants(name: str) -> Any:
     raise BadBody(f"body is not valid JSON: {name} is not a JSON value")
 
@@ -25,14 +58,20 @@ def parse_body(body: bytes) -> list[Any]:
     if not body.strip():
         raise BadBody('body is empty; send one event or {"events": [...]}')
     try:
-        document = json.loads(body, parse_float=Decimal, parse_constant=_no_constants)
+        document = json.loads(
+            body, parse_float=Decimal, parse_constant=_no_constants, object_pairs_hook=_object
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, BadBody):
             raise
         raise BadBody(f"body is not valid JSON: {exc}") from None
     if isinstance(document, dict) and "events" in document:
         events = document["events"]
-        if set(document) != {"events"} or not isinstance(events, list):
+        if (
+            set(document) != {"events"}
+            or not isinstance(events, list)
+            or (isinstance(document, DuplicateKeys))
+        ):
             raise BadBody('a batch is {"events": [...]} with nothing else')
         if not events:
             raise BadBody("the batch holds no events")

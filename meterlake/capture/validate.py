@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
 from typing import Any
 
+from meterlake.capture.body import duplicate_key
 from meterlake.ingest import reasons
 from meterlake.ingest.event_schema import EventSchema, load_event_schemas
 from meterlake.ingest.parse import (
@@ -116,6 +117,11 @@ class EventValidator:
                 reasons.LINE_TOO_LONG,
                 f"event is {len(line)} bytes; the limit is {self._max_line_bytes}",
             )
+        twice = duplicate_key(event)
+        if twice is not None:
+            return Rejection(
+                reasons.MALFORMED_JSON, f"event is not valid JSON: key {twice!r} appears twice"
+            )
         if not isinstance(event, dict):
             return Rejection(reasons.NOT_AN_OBJECT, "event is JSON but not an object")
         version = event.get("schema_version", DEFAULT_SCHEMA_VERSION)
@@ -182,11 +188,19 @@ def _check_quantity(value: Any) -> Rejection | None:
     return None
 
 
+_MAX_OFFSET = timedelta(hours=18)  # the widest UTC offset Spark's timestamps (Java) accept
+
+
 def _instant(stamp: str) -> datetime | None:
-    """The instant of a timestamp that matched ``ISO_WITH_OFFSET`` (nanoseconds cut to µs)."""
+    """The instant of a timestamp that matched ``ISO_WITH_OFFSET`` (nanoseconds cut to µs),
+    or None where bronze's reader finds none (Python accepts offsets up to ±23:59)."""
     normal = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), stamp, count=1)
     normal = normal.replace("Z", "+00:00")
     try:
-        return datetime.fromisoformat(normal)
+        instant = datetime.fromisoformat(normal)
     except ValueError:
         return None
+    offset = instant.utcoffset()
+    if offset is None or abs(offset) > _MAX_OFFSET:
+        return None
+    return instant

@@ -14,6 +14,7 @@ import asyncio
 import io
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 
 from meterlake.capture.limits import Backlog
 from meterlake.config import Settings
@@ -23,6 +24,7 @@ from meterlake.ingest.landing import LandingBatch, land_stream
 @dataclass
 class _Waiting:
     lines: list[bytes]
+    received: datetime  # when the API took the request: its events were checked as of then
     done: asyncio.Future[LandingBatch]
 
 
@@ -33,9 +35,10 @@ class LandingWriter:
         self._queues: dict[str, list[_Waiting]] = defaultdict(list)
         self._draining: dict[str, asyncio.Task] = {}  # held so a running drain is not collected
 
-    async def land(self, tenant: str, lines: list[bytes]) -> LandingBatch:
-        """Return once ``lines`` are durably in a committed landing batch of ``tenant``."""
-        waiting = _Waiting(lines, asyncio.get_running_loop().create_future())
+    async def land(self, tenant: str, lines: list[bytes], received: datetime) -> LandingBatch:
+        """Return once ``lines`` (of a request taken at ``received``) are durably in a
+        committed landing batch of ``tenant``."""
+        waiting = _Waiting(lines, received, asyncio.get_running_loop().create_future())
         self._queues[tenant].append(waiting)
         if tenant not in self._draining:
             self._draining[tenant] = asyncio.create_task(self._drain(tenant))
@@ -61,7 +64,14 @@ class LandingWriter:
     def _write(self, tenant: str, group: list[_Waiting]) -> LandingBatch:
         data = b"".join(line + b"\n" for waiting in group for line in waiting.lines)
         result = land_stream(
-            self._settings, io.BytesIO(data), tenant, original_name="api", source="api"
+            self._settings,
+            io.BytesIO(data),
+            tenant,
+            original_name="api",
+            source="api",
+            # The batch commits a moment after its requests were taken; bronze judges the
+            # backfill limit from the oldest of them, as the API did when it accepted them.
+            source_time=min(waiting.received for waiting in group),
         )
         if not result.already_loaded:
             self._backlog.landed(result.batch.received, result.batch.lines)

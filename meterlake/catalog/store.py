@@ -14,6 +14,7 @@ from meterlake import tables
 from meterlake.catalog.model import Catalog
 from meterlake.delta_io import append, per_table
 from meterlake.errors import WarehouseError
+from meterlake.lease import CATALOG, Lease, hold
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -39,7 +40,15 @@ def current_version(spark: SparkSession, settings: Settings) -> tuple[int, str] 
 
 
 def store_catalog(spark: SparkSession, settings: Settings, catalog: Catalog) -> LoadResult:
-    """Write ``catalog`` as the next version; a rerun after a crash completes the same version."""
+    """Write ``catalog`` as the next version; a rerun after a crash completes the same version.
+
+    Under the catalog lease: two loads at once would both pick the next version number,
+    and Delta's idempotent appends would keep a mix of the two catalogs' tables."""
+    with hold(settings, CATALOG) as lease:
+        return _store(spark, settings, catalog, lease)
+
+
+def _store(spark: SparkSession, settings: Settings, catalog: Catalog, lease: Lease) -> LoadResult:
     current = current_version(spark, settings)
     if current and current[1] == catalog.sha256:
         return LoadResult(version=current[0], changed=False)
@@ -49,6 +58,7 @@ def store_catalog(spark: SparkSession, settings: Settings, catalog: Catalog) -> 
     def write(item: tuple[tables.TableSpec, list[tuple]]) -> None:
         spec, rows = item
         frame = spark.createDataFrame(rows, schema=tables.nullable_schema(spec))
+        lease.check()
         append(frame, settings, spec, txn=(f"{app_id}-{spec.name}", version))
 
     per_table(write, _rows(catalog, version).items())  # the version row last: it commits the load
@@ -67,6 +77,7 @@ def store_catalog(spark: SparkSession, settings: Settings, catalog: Catalog) -> 
     frame = spark.createDataFrame(
         loaded, schema=tables.nullable_schema(tables.REF_CATALOG_VERSIONS)
     )
+    lease.check()
     append(frame, settings, tables.REF_CATALOG_VERSIONS, txn=(app_id, version))
     return LoadResult(version=version, changed=True)
 

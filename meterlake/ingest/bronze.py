@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.catalog.store import current
-from meterlake.delta_io import append_missing
+from meterlake.delta_io import insert_as_of, insert_missing, retry_conflicts, sql_in
 from meterlake.ingest import reasons
 from meterlake.ingest.event_schema import load_event_schemas
 from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED, classify
 from meterlake.ingest.integrity import Altered, altered_batches
 from meterlake.ingest.landing import LandingBatch
 from meterlake.ingest.parse import parse_lines
-from meterlake.tiering.events import events_at
+from meterlake.lease import INGEST, Lease, hold
+from meterlake.tiering.events import bronze_version, events_at
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from meterlake.config import Settings
 
 BLANK_LINE = r"^[ \t\r]*$"
+LINEAGE = ["batch_id", "line_number"]
 
 
 @dataclass
@@ -104,14 +106,25 @@ def landing_lines(
     offset_frame = spark.createDataFrame(
         offsets, "file_name string, block long, first_pos long, lines_before long"
     )
-    meta = spark.createDataFrame(
-        [
-            (f"{b.batch_id}.jsonl", b.tenant_id, b.batch_id, b.received_at, b.landing_file)
-            for b in batches
-        ],
-        "file_name string, tenant_id string, batch_id string, received_at string,"
-        " landing_file string",
-    ).withColumn("received_at", F.to_timestamp("received_at"))
+    meta = (
+        spark.createDataFrame(
+            [
+                (
+                    b.landing_file.rsplit("/", 1)[-1],
+                    b.tenant_id,
+                    b.batch_id,
+                    b.received_at,
+                    b.landing_file,
+                    b.source_time,
+                )
+                for b in batches
+            ],
+            "file_name string, tenant_id string, batch_id string, received_at string,"
+            " landing_file string, source_time string",
+        )
+        .withColumn("received_at", F.to_timestamp("received_at"))
+        .withColumn("source_time", F.to_timestamp("source_time"))
+    )
     return (
         raw.join(F.broadcast(offset_frame), ["file_name", "block"])
         .join(F.broadcast(meta), "file_name")
@@ -178,8 +191,9 @@ def admit(
     )
 
 
-def prior_events(spark: SparkSession, settings: Settings) -> DataFrame:
-    return events_at(spark, settings).select(
+def prior_events(spark: SparkSession, settings: Settings, version: int | None = None) -> DataFrame:
+    """Identity and lineage of every event bronze held at ``version`` (None: now), any tier."""
+    return events_at(spark, settings, version).select(
         "tenant_id", "event_id", "payload_sha256", "batch_id", "line_number"
     )
 
@@ -206,7 +220,26 @@ def bronze_rows(admitted: DataFrame, now_ts) -> DataFrame:
 def process_batches(
     spark: SparkSession, settings: Settings, batches: list[LandingBatch], epoch: int
 ) -> Tally:
-    """Land ``batches`` (manifest entries) into bronze; safe to repeat after a crash."""
+    """Land ``batches`` (manifest entries) into bronze, exactly once.
+
+    Safe to repeat after a crash and safe beside a second writer of the same batches: it
+    holds the ingest lease, and each write is an insert-only MERGE keyed on lineage
+    (`meterlake.delta_io.insert_missing`), so an attempt that another writer got ahead of
+    fails its commit, reclassifies against the rows now there, and writes only what is
+    missing. Lines are classified against bronze as of one version; if bronze moved
+    before this attempt's commit (another writer of bronze), the attempt starts again.
+    """
+    with hold(settings, INGEST) as lease:
+        return retry_conflicts(lambda: _process(spark, settings, batches, epoch, lease), lease)
+
+
+def _process(
+    spark: SparkSession,
+    settings: Settings,
+    batches: list[LandingBatch],
+    epoch: int,
+    lease: Lease,
+) -> Tally:
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
@@ -216,7 +249,9 @@ def process_batches(
     nonblank = lines.where(~F.col("value").rlike(BLANK_LINE))
     batch_ids = [b.batch_id for b in batches]
     in_scope = F.col("batch_id").isin(batch_ids)
-    prior = prior_events(spark, settings).where(~F.col("batch_id").isin(batch_ids))
+    scope = sql_in("t.batch_id", batch_ids)
+    read_version = bronze_version(spark, settings)
+    prior = prior_events(spark, settings, read_version).where(~in_scope)
     # Cached once, counted first: writing bronze invalidates every cached plan that read
     # bronze (as ``prior`` does), so nothing may use the cache after that write.
     admitted = (
@@ -232,37 +267,51 @@ def process_batches(
         )
         accepted = admitted.where(F.col("outcome") == ACCEPTED).select("tenant_id", "customer_id")
         customers = {(r.tenant_id, r.customer_id) for r in accepted.distinct().collect()}
-        lineage = ["batch_id", "line_number"]
         if any(row.outcome == REJECTED for row in counts):  # most batches have none: no commit
-            append_missing(
+            insert_missing(
                 quarantine_rows(admitted, now_ts),
                 settings,
                 tables.BRONZE_QUARANTINE,
-                lineage,
-                in_scope,
+                LINEAGE,
+                scope=scope,
+                fence=lease,
             )
         # Keyed on lineage: a line written by this epoch's first attempt, or re-admitted
         # by a quarantine replay meanwhile, is never written twice; nor is one a tier move
         # has taken to cold since (a batch reprocessed after its checkpoint was lost).
-        moved = tables.read(spark, settings, tables.COLD_EVENTS).where(in_scope).select(*lineage)
-        append_missing(
-            bronze_rows(admitted, now_ts).join(moved, lineage, "left_anti"),
+        moved = tables.read(spark, settings, tables.COLD_EVENTS).where(in_scope).select(*LINEAGE)
+        rows = bronze_rows(admitted, now_ts).join(moved, LINEAGE, "left_anti")
+        insert_as_of(
+            rows,
             settings,
             tables.BRONZE_EVENTS,
-            lineage,
-            in_scope,
+            LINEAGE,
+            scope=scope,
+            read_version=read_version,
+            fence=lease,
         )
     finally:
         admitted.unpersist()
-    tally, rows = _account(batches, counts, epoch, now_ts)
+    tally, rows = _account(batches, counts, epoch, now_ts, next_ingest_seq(spark, settings))
     tally.customers = customers
     tally.altered = list(altered.values())
     frame = spark.createDataFrame(rows, schema=tables.nullable_schema(tables.BRONZE_BATCHES))
-    append_missing(frame, settings, tables.BRONZE_BATCHES, ["batch_id"], in_scope)
+    insert_missing(frame, settings, tables.BRONZE_BATCHES, ["batch_id"], scope=scope, fence=lease)
     return tally
 
 
-def _account(batches: list[LandingBatch], counts: list, epoch: int, now_ts) -> tuple[Tally, list]:
+def next_ingest_seq(spark: SparkSession, settings: Settings) -> int:
+    """One more than the highest ``ingest_seq`` in bronze.batches (the ingest lease's holder
+    is its only writer, so the numbers follow commit order)."""
+    from pyspark.sql import functions as F
+
+    top = tables.read(spark, settings, tables.BRONZE_BATCHES).agg(F.max("ingest_seq")).first()[0]
+    return (top or 0) + 1
+
+
+def _account(
+    batches: list[LandingBatch], counts: list, epoch: int, now_ts, seq: int
+) -> tuple[Tally, list]:
     per_batch: dict[str, Tally] = {b.batch_id: Tally(batches=1) for b in batches}
     for row in counts:
         per_batch[row.batch_id].record(row.outcome, row.reason, row["count"])
@@ -288,6 +337,7 @@ def _account(batches: list[LandingBatch], counts: list, epoch: int, now_ts) -> t
                 dict(tally.quarantined),
                 epoch,
                 now_ts,
+                seq,
             )
         )
     return total, rows

@@ -5,16 +5,16 @@ checkpoint before the batch runs, so a rerun after a crash reads exactly the sam
 records. The records are archived first: per tenant, their values in partition and
 offset order become one landing batch, through the same `land_stream` as a file or an
 API request, so the raw records stay in landing, immutable and checksummed; a rerun of
-the epoch makes the same bytes, finds their manifest entry and lands nothing twice. Each
-batch is received at the newest record timestamp in it (the capture API stamps its
-receipt time), and named after the partitions and offsets it holds.
+the epoch makes the same bytes, finds their manifest entry and lands nothing twice. Like
+every landing batch, an archived one is received when it commits to landing; the newest
+record timestamp in it (when the capture API published them) is kept as its
+``source_time``, and the batch is named after the partitions and offsets it holds.
 """
 
 from __future__ import annotations
 
 import io
 from collections import defaultdict
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from meterlake.clock import from_table
@@ -61,14 +61,14 @@ def archive(settings: Settings, topic: str, records: list[Row]) -> list[LandingB
     landed = []
     for tenant, rows in sorted(by_tenant.items()):
         data = b"".join(bytes(r.value or b"") + b"\n" for r in rows)
-        received = from_table(max(r.timestamp for r in rows))
         result = land_stream(
-            replace(settings, pinned_now=received),
+            settings,
             io.BytesIO(data),
             tenant,
             original_name=f"kafka:{topic}:{_offsets(rows)}",
             source="kafka",
             refuse_non_jsonl=False,
+            source_time=from_table(max(r.timestamp for r in rows)),
         )
         landed.append(result.batch)
     return landed

@@ -4,7 +4,8 @@ Input columns (see `LINE_COLUMNS`): the raw line and its lineage. Output: every 
 column plus ``reason``/``detail`` (null for a valid event) and ``raw`` (the original bytes).
 The rules applied, in order, are those of DESIGN.md: the line itself (size, UTF-8, JSON
 object), the event schema of its ``schema_version``, quantity, timestamp, then time
-bounds against ``received_at`` (clock skew clamps, too old rejects).
+bounds against ``received_at`` (clock skew clamps) and the first receipt, ``source_time``
+where the source kept one, else ``received_at`` (too old rejects).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ if TYPE_CHECKING:
 
     from meterlake.config import Settings
 
-LINE_COLUMNS = ("value", "tenant_id", "batch_id", "received_at", "landing_file", "line_number")
+LINE_COLUMNS = (
+    "value",
+    "tenant_id",
+    "batch_id",
+    "received_at",
+    "source_time",  # when the source received the batch's oldest line (may be null)
+    "landing_file",
+    "line_number",
+)
 
 BRONZE_FIELDS = (
     "event_id",
@@ -192,8 +201,11 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
             F.concat(F.lit("timestamp: "), F.col("ts_text"), F.lit(" is not ISO 8601")),
         ),
         Violation(
+            # Judged from the first receipt: an API request or Kafka record is checked by
+            # the API when it arrives, and its batch commits to landing a little later.
             F.col("event_time")
-            < F.col("received_at") - F.expr(f"INTERVAL {settings.backfill_days} DAYS"),
+            < F.coalesce("source_time", "received_at")
+            - F.expr(f"INTERVAL {settings.backfill_days} DAYS"),
             reasons.TOO_OLD,
             F.lit(f"timestamp is more than {settings.backfill_days} days before receipt"),
         ),

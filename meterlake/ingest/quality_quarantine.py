@@ -20,17 +20,16 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from meterlake import tables
-from meterlake.delta_io import append_missing, delete_matching
+from meterlake.delta_io import delete_matching, insert_missing, settled
 from meterlake.ingest import reasons
-from meterlake.ingest.bronze import landing_lines
+from meterlake.ingest.bronze import LINEAGE, landing_lines
 from meterlake.ingest.landing import manifest_entries
+from meterlake.lease import INGEST, ROLLUPS, hold
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from meterlake.config import Settings
-
-LINEAGE = ["batch_id", "line_number"]
 
 
 def failing_rows(spark: SparkSession, settings: Settings) -> dict[tuple[str, int], str]:
@@ -85,26 +84,27 @@ def _quarantine_frame(
 def quarantine_failing(spark: SparkSession, settings: Settings) -> int:
     """Move every bronze row the bronze suite fails to quarantine (see the module
     docstring); returns how many rows moved."""
-    from pyspark.sql import functions as F
-
     from meterlake.catalog.store import read_catalog
     from meterlake.rollups.refresh import refresh_touched
     from meterlake.tiering.events import bronze_version
 
-    failing = failing_rows(spark, settings)
-    if not failing:
-        return 0
-    moving = _quarantine_frame(spark, settings, failing).persist()
-    try:
-        scope = (F.col("reason") == reasons.QUALITY_FAILED) & F.col("replayed_at").isNull()
-        append_missing(moving, settings, tables.BRONZE_QUARANTINE, LINEAGE, scope)
+    with hold(settings, INGEST) as lease:
+        failing = failing_rows(spark, settings)
+        if not failing:
+            return 0
+        moving = settled(_quarantine_frame(spark, settings, failing))
+        scope = f"t.reason = '{reasons.QUALITY_FAILED}' AND t.replayed_at IS NULL"
+        insert_missing(
+            moving, settings, tables.BRONZE_QUARANTINE, LINEAGE, scope=scope, fence=lease
+        )
         touched: dict[tuple[str, str], set[date]] = defaultdict(set)
         for row in moving.select("tenant_id", "customer_id", "billing_date").distinct().collect():
             touched[row.tenant_id, row.customer_id].add(row.billing_date)
+        lease.check()
         delete_matching(moving.select(*LINEAGE), settings, tables.BRONZE_EVENTS, LINEAGE)
-    finally:
-        moving.unpersist()
     if touched:
-        stored = read_catalog(spark, settings)
-        refresh_touched(spark, settings, stored, touched, bronze_version(spark, settings))
+        with hold(settings, ROLLUPS) as rollups:
+            stored = read_catalog(spark, settings)
+            version = bronze_version(spark, settings)
+            refresh_touched(spark, settings, stored, touched, version, fence=rollups)
     return len(failing)

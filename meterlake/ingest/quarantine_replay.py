@@ -5,7 +5,9 @@ their customer is in the catalog, and ``quality_failed`` lines (bronze rows take
 Each row is replayed once: the replay writes bronze, then marks the rows ``replayed_at``
 with their outcome. A line whose lineage (batch_id, line_number) is already in bronze
 counts as admitted and is not written again, so a crash between the two steps is
-completed by the next run without doubling anything.
+completed by the next run without doubling anything. The bronze insert is keyed on
+lineage and commits only on top of the bronze version the lines were classified
+against (`meterlake.delta_io.insert_as_of`), under the ingest lease.
 """
 
 from __future__ import annotations
@@ -13,10 +15,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from meterlake import tables
-from meterlake.delta_io import append
+from meterlake.delta_io import insert_as_of, retry_conflicts, sql_in, table_version
 from meterlake.ingest import reasons
-from meterlake.ingest.bronze import Tally, admit, bronze_rows, known_customers, prior_events
+from meterlake.ingest.bronze import (
+    LINEAGE,
+    Tally,
+    admit,
+    bronze_rows,
+    known_customers,
+    prior_events,
+)
 from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED
+from meterlake.lease import INGEST, Lease, hold
+from meterlake.tiering.events import bronze_version
 from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
@@ -29,17 +40,22 @@ REPLAYABLE = (reasons.UNKNOWN_CUSTOMER, reasons.QUALITY_FAILED)
 
 
 def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
-    """Replay the unresolved replayable rows (see the module docstring); returns the counts."""
+    """Replay the unresolved replayable rows (see the module docstring); returns the counts.
+    Holds the ingest lease: a replay writes bronze as the stream does."""
+    require_tables(spark, settings)
+    with hold(settings, INGEST) as lease:
+        return retry_conflicts(lambda: _replay(spark, settings, lease), lease)
+
+
+def _replay(spark: SparkSession, settings: Settings, lease: Lease) -> Tally:
     from delta.tables import DeltaTable
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    require_tables(spark, settings)
     path = tables.BRONZE_QUARANTINE.path(settings)
-    table = DeltaTable.forPath(spark, path)
     # Read one pinned version: the counts below are computed after the MERGE marks these
     # rows replayed, and must still see them as candidates.
-    version = table.history(1).select("version").first()[0]
+    version = table_version(spark, path)
     snapshot = spark.read.format("delta").option("versionAsOf", version).load(path)
     candidates = (
         snapshot.where(F.col("reason").isin(*REPLAYABLE) & F.col("replayed_at").isNull())
@@ -53,26 +69,44 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
         "received_at",
         "landing_file",
         "line_number",
+        F.lit(None).cast("timestamp").alias("source_time"),  # quarantine keeps no source time
     )
-    prior = prior_events(spark, settings)
-    lineage = ["batch_id", "line_number"]
-    done = lines.join(prior.select(*lineage), lineage, "left_semi")
-    fresh = lines.join(prior.select(*lineage), lineage, "left_anti")
+    read_version = bronze_version(spark, settings)
+    prior = prior_events(spark, settings, read_version)
+    done = lines.join(prior.select(*LINEAGE), LINEAGE, "left_semi")
+    fresh = lines.join(prior.select(*LINEAGE), LINEAGE, "left_anti")
     admitted = admit(spark, settings, fresh, prior).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         now_ts = settings.now()
         outcomes = admitted.select(
-            *lineage,
+            *LINEAGE,
             F.when(F.col("outcome") == ACCEPTED, F.lit("admitted"))
             .when(F.col("outcome") == DUPLICATE, F.lit("duplicate"))
             .otherwise(F.col("reason"))
             .alias("outcome"),
-        ).unionByName(done.select(*lineage, F.lit("admitted").alias("outcome")))
+        ).unionByName(done.select(*LINEAGE, F.lit("admitted").alias("outcome")))
+        # Taken to the driver before bronze is written: that write drops every cached plan
+        # that read bronze (``admitted`` did), and the MERGE below must not re-cache it.
+        outcomes = spark.createDataFrame(
+            outcomes.collect(), "batch_id string, line_number long, outcome string"
+        )
         if outcomes.isEmpty():
             return Tally()
-        append(bronze_rows(admitted, now_ts), settings, tables.BRONZE_EVENTS)
+        batch_ids = [r.batch_id for r in admitted.select("batch_id").distinct().collect()]
+        if batch_ids:
+            insert_as_of(
+                bronze_rows(admitted, now_ts),
+                settings,
+                tables.BRONZE_EVENTS,
+                LINEAGE,
+                scope=sql_in("t.batch_id", batch_ids),
+                read_version=read_version,
+                fence=lease,
+            )
+        lease.check()
         (
-            table.alias("q")
+            DeltaTable.forPath(spark, path)
+            .alias("q")
             .merge(
                 outcomes.alias("o"),
                 "q.batch_id = o.batch_id AND q.line_number = o.line_number"

@@ -46,7 +46,7 @@ def reconcile(
     from meterlake.billing.run import require_current
     from meterlake.catalog.store import read_catalog
 
-    version = require_current(spark, settings, as_of)
+    version = require_current(spark, settings, as_of).bronze_version
     stored = read_catalog(spark, settings)
     findings = (
         checks.completeness(spark, settings)

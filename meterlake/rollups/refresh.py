@@ -10,6 +10,10 @@ result equals a rebuild from scratch. A rebuild happens when the catalog version
 
 ``state.json`` beside the stream checkpoint records the catalog version the rollups
 follow and the bronze version they reflect; invoicing refuses to run on stale rollups.
+That version is what the micro-batch actually read (the end offset Spark planned for it
+before it ran), never bronze's version when the batch finished: a bronze commit made
+while a batch is being rolled up is left for the next batch, not claimed as covered.
+Refreshes hold the rollups lease (`meterlake.lease`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.billing.schedule import schedule
-from meterlake.delta_io import overwrite, upsert
+from meterlake.delta_io import overwrite, settled, upsert
+from meterlake.lease import ROLLUPS, Lease, hold
 from meterlake.rollups import period_usage as gold
 from meterlake.rollups import silver
 from meterlake.storage import storage_for
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
     from meterlake.config import Settings
 
 CHECKPOINT = "_checkpoints/bronze_to_rollups"
+STREAM_CHECKPOINT = f"{CHECKPOINT}/stream"
+END_INDEX = 2**63 - 1  # Delta's offset index for "after every file of the version"
 Progress = Callable[[str], None]
 GOLD_CHANGED = "NOT (s.events <=> t.events AND s.new_unique <=> t.new_unique)"
 
@@ -73,7 +80,9 @@ def horizon(settings: Settings) -> datetime:
     return settings.now() + timedelta(days=1)
 
 
-def rebuild(spark: SparkSession, settings: Settings, stored: StoredCatalog, version: int) -> None:
+def rebuild(
+    spark: SparkSession, settings: Settings, stored: StoredCatalog, version: int, fence: Lease
+) -> None:
     """Every silver grain and gold from bronze at ``version``, replacing what was there."""
     from meterlake.rollups.meter_values import metered_events
 
@@ -81,10 +90,12 @@ def rebuild(spark: SparkSession, settings: Settings, stored: StoredCatalog, vers
     metered = metered_events(events, stored.catalog.meters).persist()
     try:
         for grain in silver.GRAINS:
+            fence.check()
             overwrite(silver.rollup(metered, grain), settings, grain.spec)
     finally:
         metered.unpersist()
     rows = gold.period_usage(events, stored, stored.catalog.customers, horizon(settings))
+    fence.check()
     overwrite(rows, settings, tables.GOLD_PERIOD_USAGE)
 
 
@@ -99,6 +110,8 @@ def refresh_touched(
     stored: StoredCatalog,
     touched: dict[tuple[str, str], set[date]],
     version: int,
+    *,
+    fence: Lease,
 ) -> None:
     """Recompute the silver windows on ``touched`` (tenant, customer) → UTC days and the
     gold periods overlapping them, from bronze at ``version``, and merge them in."""
@@ -119,20 +132,18 @@ def refresh_touched(
         & (F.col("billing_date") == F.col("k_date")),
         "left_semi",
     )
-    metered = metered_events(on_days, stored.catalog.meters).persist()
-    try:
-        shown = ", ".join(f"DATE'{day.isoformat()}'" for day in days)
-        for grain in silver.GRAINS:
-            upsert(
-                silver.rollup(metered, grain),
-                settings,
-                grain.spec,
-                silver.KEYS,
-                changed="s.events <> t.events",
-                scope=f"t.window_date IN ({shown})",
-            )
-    finally:
-        metered.unpersist()
+    metered = settled(metered_events(on_days, stored.catalog.meters))
+    shown = ", ".join(f"DATE'{day.isoformat()}'" for day in days)
+    for grain in silver.GRAINS:
+        upsert(
+            silver.rollup(metered, grain),
+            settings,
+            grain.spec,
+            silver.KEYS,
+            changed="s.events <> t.events",
+            scope=f"t.window_date IN ({shown})",
+            fence=fence,
+        )
 
     def keep(customer: Customer, period) -> bool:
         days = touched.get((customer.tenant, customer.id), ())
@@ -158,13 +169,37 @@ def refresh_touched(
         "left_semi",
     )
     rows = gold.period_usage(scoped, stored, customers, reach, keep)
-    upsert(rows, settings, tables.GOLD_PERIOD_USAGE, gold.KEYS, changed=GOLD_CHANGED)
+    upsert(rows, settings, tables.GOLD_PERIOD_USAGE, gold.KEYS, changed=GOLD_CHANGED, fence=fence)
+
+
+def batch_versions(settings: Settings, epoch_id: int) -> tuple[int, int]:
+    """(bronze version to recompute from, bronze version fully covered) for micro-batch
+    ``epoch_id`` of the rollup stream, from the end offset Spark wrote to the checkpoint
+    before running it: ``(V, -1)`` ends before version V, ``(V, i)`` inside it, after
+    file ``i``, and ``(V, END_INDEX)`` after all of it."""
+    data = storage_for(settings).read(f"{STREAM_CHECKPOINT}/offsets/{epoch_id}")
+    if data is None:
+        raise FileNotFoundError(f"{STREAM_CHECKPOINT}/offsets/{epoch_id}")
+    offset = json.loads(data.decode().splitlines()[-1])
+    version, index = int(offset["reservoirVersion"]), int(offset["index"])
+    if index == END_INDEX:
+        return version, version
+    if index >= 0:
+        return version, version - 1
+    return version - 1, version - 1
 
 
 def refresh_rollups(
     spark: SparkSession, settings: Settings, *, progress: Progress = print
 ) -> RefreshResult:
     """Bring silver and gold up to the current bronze; a no-op when nothing is new."""
+    with hold(settings, ROLLUPS) as lease:
+        return _refresh(spark, settings, lease, progress)
+
+
+def _refresh(
+    spark: SparkSession, settings: Settings, lease: Lease, progress: Progress
+) -> RefreshResult:
     from meterlake.catalog.store import read_catalog
 
     result = RefreshResult()
@@ -173,9 +208,10 @@ def refresh_rollups(
     if state is None or state.catalog_version != stored.version:
         version = bronze_version(spark, settings)
         progress(f"rollups: rebuilding silver and gold from bronze version {version}")
-        rebuild(spark, settings, stored, version)
-        storage_for(settings).delete_tree(f"{CHECKPOINT}/stream")
+        rebuild(spark, settings, stored, version, lease)
+        storage_for(settings).delete_tree(STREAM_CHECKPOINT)
         state = RollupState(stored.version, version)
+        lease.check()
         _save_state(settings, state)
         result.rebuilt = True
     result.bronze_version = state.bronze_version
@@ -184,18 +220,18 @@ def refresh_rollups(
         touched: dict[tuple[str, str], set[date]] = defaultdict(set)
         for row in batch.select("tenant_id", "customer_id", "billing_date").distinct().collect():
             touched[row.tenant_id, row.customer_id].add(row.billing_date)
-        if not touched:
-            return
-        version = bronze_version(spark, settings)
-        refresh_touched(spark, settings, stored, touched, version)
-        _save_state(settings, RollupState(stored.version, version))
+        read, covered = batch_versions(settings, epoch_id)
+        if touched:
+            refresh_touched(spark, settings, stored, touched, read, fence=lease)
+        lease.check()
+        _save_state(settings, RollupState(stored.version, max(covered, result.bronze_version)))
         days = sum(len(d) for d in touched.values())
         result.batches += 1
         result.days += days
-        result.bronze_version = version
+        result.bronze_version = max(covered, result.bronze_version)
         progress(
             f"rollups epoch {epoch_id}: {days} customer-day(s) of {len(touched)} customer(s)"
-            f" refreshed (bronze version {version})"
+            f" refreshed (bronze version {covered})"
         )
 
     latest = bronze_version(spark, settings)
@@ -210,12 +246,15 @@ def refresh_rollups(
         .option("skipChangeCommits", "true")
         .load(tables.BRONZE_EVENTS.path(settings))
         .writeStream.foreachBatch(handle)
-        .option("checkpointLocation", f"{settings.warehouse}/{CHECKPOINT}/stream")
+        .option("checkpointLocation", f"{settings.warehouse}/{STREAM_CHECKPOINT}")
         .trigger(availableNow=True)
         .start()
     )
     query.awaitTermination()
-    if result.bronze_version < latest:  # versions that added no rows (empty appends)
+    # availableNow takes everything committed when the query started, which includes
+    # ``latest``: versions up to it without a batch added no rows (removals, empty commits).
+    if result.bronze_version < latest:
+        lease.check()
         _save_state(settings, RollupState(stored.version, latest))
         result.bronze_version = latest
     return result

@@ -51,7 +51,6 @@ def events_at(spark: SparkSession, settings: Settings, version: int | None = Non
 
 
 def bronze_version(spark: SparkSession, settings: Settings) -> int:
-    from delta.tables import DeltaTable
+    from meterlake.delta_io import table_version
 
-    path = tables.BRONZE_EVENTS.path(settings)
-    return DeltaTable.forPath(spark, path).history(1).first().version
+    return table_version(spark, tables.BRONZE_EVENTS.path(settings))

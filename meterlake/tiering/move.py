@@ -36,6 +36,7 @@ from meterlake import tables
 from meterlake.catalog.model import TierAges
 from meterlake.delta_io import append, delete_matching, delete_where
 from meterlake.errors import TieringError
+from meterlake.lease import TIERING, hold
 from meterlake.tiering import log
 from meterlake.tiering.events import BRONZE_COLUMNS, bronze_version
 from meterlake.tiering.log import Step
@@ -182,7 +183,15 @@ def _move_hot(
 def tier_run(
     spark: SparkSession, settings: Settings, as_of: datetime, *, progress: Progress = print
 ) -> TierReport:
-    """Bring every tenant's data to the tiers its age calls for at ``as_of`` (module doc)."""
+    """Bring every tenant's data to the tiers its age calls for at ``as_of`` (module doc),
+    under the tiering lease."""
+    with hold(settings, TIERING):
+        return _tier_run(spark, settings, as_of, progress)
+
+
+def _tier_run(
+    spark: SparkSession, settings: Settings, as_of: datetime, progress: Progress
+) -> TierReport:
     from pyspark.sql import functions as F
 
     from meterlake.catalog.store import read_catalog

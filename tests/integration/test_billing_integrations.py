@@ -22,7 +22,7 @@ from meterlake.billing.shadow import report_document, shadow_run
 from meterlake.billing.store import stored_invoices
 from meterlake.catalog.parse import parse_catalog_text
 from meterlake.catalog.store import store_catalog
-from meterlake.config import BillingSystemSettings, Settings
+from meterlake.config import BillingSystemSettings, LeaseSettings, Settings
 from meterlake.ingest.landing import land_file
 from meterlake.integrations.signature import verify_signature
 from meterlake.integrations.stripe_recon import compare_invoice, stripe_findings
@@ -255,3 +255,75 @@ def test_shadow_diff_equals_two_independent_invoice_runs(spark, billed, tmp_path
     # 12.00 + 82 × 0.011 = 12.902 → 12.90 vs 11.07: +1.83 for the USD customers.
     assert {e["customer_id"]: e["difference"] for e in document["customers"]}["fresh"] == "1.83"
     assert len(stored_invoices(spark, billed)) == 3  # shadow wrote nothing
+
+
+def fresh_sync_copy(spark, billed: Settings, folder: Path) -> Settings:
+    """``billed``'s warehouse copied, with nothing recorded as pushed to Stripe."""
+    import shutil
+
+    from meterlake.delta_io import delete_where
+    from meterlake.integrations.stripe_sync import JOURNAL_DIR
+
+    copy = billed.with_warehouse(str(folder / "warehouse"))
+    shutil.copytree(billed.warehouse, copy.warehouse)
+    shutil.rmtree(Path(copy.warehouse) / JOURNAL_DIR, ignore_errors=True)
+    shutil.rmtree(Path(copy.warehouse) / "_leases", ignore_errors=True)
+    from pyspark.sql import functions as F
+
+    delete_where(spark, copy, tables.BILLING_STRIPE_SYNC, F.lit(True))
+    return copy
+
+
+@pytest.mark.parametrize("kill_after", [2, 6], ids=["item", "invoice"])
+def test_sync_killed_between_create_and_answer_resumes_without_a_second_object(
+    spark, billed, tmp_path, kill_after
+) -> None:
+    """SIGKILL right after Stripe performed a create and before the answer reached the
+    sync (create 2: the first invoice's first item; create 6: the second invoice), then a
+    resume after Stripe forgot every idempotency key: one Stripe invoice per final
+    invoice, one item per line, nothing twice (today's main: a second invoice or item)."""
+    import signal
+
+    from tests.e2e.cli import cli_env, spawn
+    from tests.stateful_stripe import StatefulStripe
+
+    copy = fresh_sync_copy(spark, billed, tmp_path)
+    victim = []
+
+    def kill_the_sync(made: int, path: str) -> None:
+        if made == kill_after and victim:
+            victim[0].send_signal(signal.SIGKILL)
+            victim[0].wait()
+
+    stripe = StatefulStripe(after_create=kill_the_sync)
+    env = cli_env(
+        copy.warehouse,
+        METERLAKE_NOW=AS_OF.isoformat(),
+        METERLAKE_STRIPE_API_KEY="sk_test_123",
+        METERLAKE_STRIPE_API_BASE=stripe.url,
+        METERLAKE_LEASE_TTL_SECONDS="3",  # the killed sync's lease lapses 3 s after it died
+    )
+    victim.append(spawn("stripe", "sync", "--as-of", AS_OF.isoformat(), env=env))
+    victim[0].wait(timeout=300)
+    assert victim[0].returncode == -signal.SIGKILL, victim[0].stderr.read()
+    assert sum(stripe.creates.values()) == kill_after
+    stripe.forget_idempotency_keys()
+
+    settings = replace(with_stripe(copy, stripe.url), lease=LeaseSettings(wait_seconds=30))
+    resumed = sync_invoices(spark, settings, AS_OF, client=stripe_client(settings))
+    # The killed run's progress came back from its journal: what it finished counts.
+    assert (len(resumed.synced) + resumed.already, resumed.failed) == (3, [])
+    finals = {i.invoice_id: i for i in stored_invoices(spark, copy).values()}
+    pushed = Counter(o["metadata"]["meterlake_invoice_id"] for o in stripe.of("invoice"))
+    assert pushed == dict.fromkeys(finals, 1)
+    items = Counter(o["metadata"]["meterlake_line_id"] for o in stripe.of("invoiceitem"))
+    assert items == {
+        invoice.line_id(n): 1
+        for invoice in finals.values()
+        for n in range(1, len(invoice.lines) + 1)
+    }
+    assert len(stripe.of("customer")) == 2  # "mapped" uses the catalog's cus_known
+    assert {o["status"] for o in stripe.of("invoice")} == {"open"}
+    again = sync_invoices(spark, settings, AS_OF, client=stripe_client(settings))
+    assert (again.synced, again.already, again.requests) == ([], 3, 0)
+    stripe.close()

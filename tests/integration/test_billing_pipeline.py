@@ -18,6 +18,7 @@ from meterlake.catalog.parse import parse_catalog_text
 from meterlake.catalog.store import read_catalog, store_catalog
 from meterlake.config import Settings
 from meterlake.ingest.landing import land_file
+from meterlake.lease import ROLLUPS, hold
 from meterlake.pipeline import run_pipeline
 from meterlake.rollups.refresh import rebuild
 from meterlake.tiering.events import bronze_version
@@ -181,7 +182,9 @@ def test_incremental_rollups_equal_a_rebuild(spark, billed) -> None:
     settings, _ = billed
     incremental = snapshot(spark, settings)
     assert len(incremental["usage_minute"]) > 0
-    rebuild(spark, settings, read_catalog(spark, settings), bronze_version(spark, settings))
+    with hold(settings, ROLLUPS) as lease:
+        version = bronze_version(spark, settings)
+        rebuild(spark, settings, read_catalog(spark, settings), version, lease)
     assert snapshot(spark, settings) == incremental
 
 
