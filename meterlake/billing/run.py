@@ -97,10 +97,31 @@ def wait_for_landing(settings: Settings, as_of: datetime) -> None:
         time.sleep(min(0.2, remaining))
 
 
+def require_kafka_archived(settings: Settings, as_of: datetime, entries: list) -> None:
+    """When the bronze stream reads Kafka (its checkpoint exists), every record the topic
+    holds with a timestamp at or before ``as_of`` must be archived into landing first: those
+    are events the capture API acknowledged by then."""
+    from meterlake.ingest.kafka_source import CHECKPOINTS
+    from meterlake.ingest.kafka_topic import archived_offsets, unarchived_before
+    from meterlake.storage import storage_for
+
+    topic = settings.kafka.topic
+    if not any(storage_for(settings).keys(f"{CHECKPOINTS}/{topic}/")):
+        return
+    behind = unarchived_before(settings, as_of, archived_offsets(entries, topic))
+    if behind:
+        partition, have, need = behind[0]
+        raise StaleDataError(
+            f"Kafka topic {topic} holds records received by {format_instant(as_of)} that are"
+            f" not in landing yet (partition {partition}: archived through offset {have}, needs"
+            f" {need}); run `meterlake pipeline run --source kafka`"
+        )
+
+
 def require_current(spark: SparkSession, settings: Settings, as_of: datetime) -> Inputs:
     """What billing may read for ``as_of``, after waiting for landing writers still in
-    flight and checking that every landing batch received by then is in bronze and that
-    silver and gold follow it."""
+    flight and checking that every landing batch received by then (and every Kafka record
+    of the topic the stream reads) is in bronze and that silver and gold follow it."""
     from meterlake.catalog.store import current_version
     from meterlake.ingest.landing import manifest_entries
     from meterlake.rollups.refresh import load_state
@@ -112,6 +133,8 @@ def require_current(spark: SparkSession, settings: Settings, as_of: datetime) ->
             " events that could still arrive before it would be missed"
         )
     wait_for_landing(settings, as_of)
+    entries = list(manifest_entries(settings))
+    require_kafka_archived(settings, as_of, entries)
     seen = (
         tables.read(spark, settings, tables.BRONZE_BATCHES)
         .select("batch_id", "ingest_seq")
@@ -119,9 +142,7 @@ def require_current(spark: SparkSession, settings: Settings, as_of: datetime) ->
     )
     processed = {row.batch_id for row in seen}
     numbered = [row.ingest_seq for row in seen if row.ingest_seq is not None]
-    waiting = [
-        b for b in manifest_entries(settings) if b.received <= as_of and b.batch_id not in processed
-    ]
+    waiting = [b for b in entries if b.received <= as_of and b.batch_id not in processed]
     if waiting:
         raise StaleDataError(
             f"{len(waiting)} landing batch(es) received by {format_instant(as_of)} are not in"

@@ -1,8 +1,9 @@
 """Request bodies: one event or ``{"events": [...]}`` → events and their landing lines.
 
-Numbers are kept as written (parsed to `Decimal`, written back with their own digits), so
-``"quantity": 0.1`` or a 30-digit quantity lands exactly as the client sent it; a float
-round trip would change money. Each event becomes one compact JSON line.
+Numbers are kept as written (parsed to `JsonNumber`, a `Decimal` that remembers its text,
+and written back as that text), so ``"quantity": 0.1`` or a 30-digit quantity lands
+exactly as the client sent it; a float round trip would change money. Each event becomes
+one compact JSON line.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def parse_body(body: bytes) -> list[Any]:
         raise BadBody('body is empty; send one event or {"events": [...]}')
     try:
         document = json.loads(
-            body, parse_float=Decimal, parse_constant=_no_constants, object_pairs_hook=_object
+            body, parse_float=JsonNumber, parse_constant=_no_constants, object_pairs_hook=_object
         )
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, BadBody):
@@ -81,6 +82,18 @@ def parse_body(body: bytes) -> list[Any]:
     raise BadBody('body must be one event (a JSON object) or {"events": [...]}')
 
 
+class JsonNumber(Decimal):
+    """A JSON number with a fraction or an exponent, and the text it was written as (bronze
+    reads the landed text, so that is what decides, e.g. whether it has an exponent)."""
+
+    literal: str
+
+    def __new__(cls, text: str) -> JsonNumber:
+        number = super().__new__(cls, text)
+        number.literal = text
+        return number
+
+
 class _Inexact(ValueError):
     """A number a float cannot hold exactly (the slow, exact writer takes over)."""
 
@@ -88,7 +101,7 @@ class _Inexact(ValueError):
 def _exact_float(value: Any) -> float:
     if isinstance(value, Decimal):
         as_float = float(value)
-        if Decimal(repr(as_float)) == value:  # the float's shortest text has this value
+        if repr(as_float) == _text(value):  # the C encoder would write exactly this text
             return as_float
         raise _Inexact
     raise TypeError(f"{type(value).__name__} is not JSON")
@@ -115,5 +128,9 @@ def _encode(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(_encode(v) for v in value) + "]"
     if isinstance(value, Decimal):
-        return str(value)
+        return _text(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+def _text(number: Decimal) -> str:
+    return number.literal if isinstance(number, JsonNumber) else str(number)

@@ -14,10 +14,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from meterlake.capture.body import duplicate_key
+from meterlake.capture.body import JsonNumber, duplicate_key
 from meterlake.ingest import reasons
 from meterlake.ingest.event_schema import EventSchema, load_event_schemas
 from meterlake.ingest.parse import (
@@ -25,6 +25,7 @@ from meterlake.ingest.parse import (
     DEFAULT_SCHEMA_VERSION,
     ISO_WITH_OFFSET,
     ISO_WITHOUT_OFFSET,
+    exponent_detail,
 )
 
 # JSON Schema keyword that failed → the reason bronze gives the same line.
@@ -33,7 +34,6 @@ _SCHEMA_REASONS = {
     "type": reasons.WRONG_TYPE,
     "additionalProperties": reasons.UNKNOWN_FIELD,
 }
-_NINE_DECIMALS = Decimal("1e-9")
 _DECIMAL_38_9 = Decimal(10) ** 29  # DECIMAL(38, 9) holds 29 integer digits
 _FRACTION = re.compile(r"[.,]([0-9]{1,9})")
 
@@ -172,28 +172,39 @@ def _first_error(validator, event: dict) -> Rejection | None:
 def _check_quantity(value: Any) -> Rejection | None:
     if value is None:  # absent: 1 (a JSON null is refused by the schema's type)
         return None
+    if isinstance(value, JsonNumber) and "e" in value.literal.lower():
+        return Rejection(reasons.INVALID_QUANTITY, exponent_detail(value.literal))
     text = value.strip() if isinstance(value, str) else str(value)
     try:
         number = Decimal(text) if re.match(DECIMAL_TEXT, text) else None
     except InvalidOperation:
         number = None
-    if number is None or abs(number) >= _DECIMAL_38_9:
+    if number is None or not number.is_finite() or abs(number) >= _DECIMAL_38_9:
         return Rejection(reasons.INVALID_QUANTITY, f"quantity: {text} is not a decimal number")
-    with localcontext(prec=80):  # 29 integer + 9 fraction digits exceed the default 28
-        exact = number == number.quantize(_NINE_DECIMALS, rounding=ROUND_HALF_EVEN)
-    if not exact:
+    if fraction_digits(number) > 9:
         return Rejection(reasons.INVALID_QUANTITY, f"quantity: {text} has more than 9 decimals")
     if number < 0:
         return Rejection(reasons.NEGATIVE_QUANTITY, f"quantity: {text} is negative")
     return None
 
 
+def fraction_digits(number: Decimal) -> int:
+    """Decimal places ``number`` needs (1.50 → 1, 1e-12 → 12, 1200 → 0), without rounding."""
+    _, digits, exponent = number.as_tuple()
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + trailing)) if any(digits) else 0
+
+
 _MAX_OFFSET = timedelta(hours=18)  # the widest UTC offset Spark's timestamps (Java) accept
+_OFFSET_MINUTES = re.compile(r"[+-][0-9]{2}:?([0-9]{2})$")
 
 
 def _instant(stamp: str) -> datetime | None:
     """The instant of a timestamp that matched ``ISO_WITH_OFFSET`` (nanoseconds cut to µs),
     or None where bronze's reader finds none (Python accepts offsets up to ±23:59)."""
+    minutes = _OFFSET_MINUTES.search(stamp)
+    if minutes and int(minutes.group(1)) > 59:  # Python reads +05:75 as 6 h 15 min
+        return None
     normal = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), stamp, count=1)
     normal = normal.replace("Z", "+00:00")
     try:

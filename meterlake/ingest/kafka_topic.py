@@ -9,9 +9,12 @@ under `UNKEYED` and quarantined there, never dropped or credited to another tena
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+
 from meterlake.config import Settings
 from meterlake.errors import ConfigError
-from meterlake.ingest.landing import TENANT_PATTERN
+from meterlake.ingest.landing import TENANT_PATTERN, LandingBatch
 
 UNKEYED = "_unkeyed"
 _TIMEOUT_S = 10.0
@@ -53,3 +56,48 @@ def ensure_topic(settings: Settings) -> None:
         raise ConfigError(
             f"METERLAKE_KAFKA_BOOTSTRAP: {kafka.bootstrap}: {getattr(error, 'str', str)()}"
         ) from exc
+
+
+def archived_offsets(batches: Iterable[LandingBatch], topic: str) -> dict[int, int]:
+    """partition → the highest offset archived into landing from ``topic``, read from the
+    names the Kafka stream gives its batches (``kafka:<topic>:p0=12-40,p3=7-9``)."""
+    found: dict[int, int] = {}
+    prefix = f"kafka:{topic}:"
+    for batch in batches:
+        if batch.source != "kafka" or not batch.original_name.startswith(prefix):
+            continue
+        for span in batch.original_name[len(prefix) :].split(","):
+            partition, _, offsets = span.partition("=")
+            high = int(offsets.rsplit("-", 1)[-1])
+            key = int(partition.removeprefix("p"))
+            found[key] = max(found.get(key, -1), high)
+    return found
+
+
+def unarchived_before(
+    settings: Settings, as_of: datetime, archived: dict[int, int]
+) -> list[tuple[int, int, int]]:
+    """(partition, archived through, needed through) for each partition of the topic that
+    still holds a record with a timestamp at or before ``as_of`` the stream has not
+    archived; empty when every such record is in landing."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    kafka = settings.kafka
+    consumer = Consumer(client_config(settings, **{"group.id": "meterlake-watermark"}))
+    try:
+        metadata = consumer.list_topics(kafka.topic, timeout=_TIMEOUT_S).topics[kafka.topic]
+        after = int(as_of.timestamp() * 1000) + 1
+        asked = [TopicPartition(kafka.topic, p, after) for p in sorted(metadata.partitions)]
+        firsts = consumer.offsets_for_times(asked, timeout=_TIMEOUT_S)
+        behind = []
+        for found in firsts:
+            if found.offset < 0:  # no record after as_of: every record up to the end counts
+                _, high = consumer.get_watermark_offsets(found, timeout=_TIMEOUT_S)
+                needed = high - 1
+            else:
+                needed = found.offset - 1
+            if needed >= 0 and archived.get(found.partition, -1) < needed:
+                behind.append((found.partition, archived.get(found.partition, -1), needed))
+        return behind
+    finally:
+        consumer.close()

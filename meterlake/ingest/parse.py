@@ -57,6 +57,32 @@ _LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{
 ISO_WITH_OFFSET = f"^{_LOCAL}{_OFFSET}$"
 ISO_WITHOUT_OFFSET = f"^{_LOCAL}$"
 DECIMAL_TEXT = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$"
+_DECIMAL_PARTS = r"^[+-]?([0-9]*)(?:[.]([0-9]*))?(?:[eE]([+-]?[0-9]+))?$"
+EXPONENT_HINT = (
+    " is a JSON number with an exponent or over 38 digits, which cannot be read exactly;"
+    " send it as a decimal string"
+)
+
+
+def exponent_detail(text: str) -> str:
+    """Why a quantity written as a JSON number with an exponent is refused (the API's
+    wording; bronze's names the number as its reader saw it)."""
+    return f"quantity: {text}{EXPONENT_HINT}"
+
+
+def _too_many_decimals(text: Column) -> Column:
+    """``text`` (a decimal number, maybe with an exponent) needs more than 9 decimal
+    places, counted from its digits: no cast, so no rounding hides one (``1e-20``)."""
+    from pyspark.sql import functions as F
+
+    whole = F.regexp_extract(text, _DECIMAL_PARTS, 1)
+    fraction = F.regexp_extract(text, _DECIMAL_PARTS, 2)
+    exponent_text = F.regexp_extract(text, _DECIMAL_PARTS, 3)
+    exponent = F.when(exponent_text == "", F.lit(0)).otherwise(exponent_text.try_cast("bigint"))
+    digits = F.concat(whole, fraction)
+    trailing = F.length(digits) - F.length(F.regexp_replace(digits, "0+$", ""))
+    places = F.length(fraction) - exponent - trailing
+    return digits.rlike("[1-9]") & (exponent.isNull() | (places > 9))
 
 
 def _first(checks: list[Violation]) -> Column:
@@ -179,9 +205,13 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
             F.concat(F.lit("quantity: "), F.col("q_text"), F.lit(" is not a decimal number")),
         ),
         Violation(
-            q_kind.isNotNull()
-            # Spark compares decimals at the smaller scale, so compare both at scale 18.
-            & F.expr("try_cast(q_text AS DECIMAL(38,18)) != try_cast(quantity AS DECIMAL(38,18))"),
+            # JSON's reader holds such a number as a double: its digits are already lost.
+            q_kind == "DOUBLE",
+            reasons.INVALID_QUANTITY,
+            F.concat(F.lit("quantity: "), F.col("q_text"), F.lit(EXPONENT_HINT)),
+        ),
+        Violation(
+            q_kind.isNotNull() & _too_many_decimals(F.col("q_text")),
             reasons.INVALID_QUANTITY,
             F.concat(F.lit("quantity: "), F.col("q_text"), F.lit(" has more than 9 decimals")),
         ),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from meterlake.ingest.bronze import Tally, process_batches
 from meterlake.ingest.landing import LandingBatch, ensure_landing, manifest_location
 from meterlake.ingest.progress import record_progress
+from meterlake.lease import INGEST, hold
 from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
@@ -92,8 +93,22 @@ def run_landing_to_bronze(
     going if continuous).
 
     After each micro-batch the progress mark is recorded and ``on_batch`` gets its tally.
-    Continuous mode stops cleanly at a batch boundary on SIGTERM or SIGINT.
+    Continuous mode stops cleanly at a batch boundary on SIGTERM or SIGINT. The query holds
+    the ingest lease while it runs: two processes on one checkpoint would replay each
+    other's epochs, so a second ``pipeline run`` waits (``--wait``) or is refused.
     """
+    with hold(settings, INGEST):
+        return _run(spark, settings, source, continuous, progress, on_batch)
+
+
+def _run(
+    spark: SparkSession,
+    settings: Settings,
+    source: str,
+    continuous: bool,
+    progress: Progress,
+    on_batch: OnBatch | None,
+) -> Tally:
     require_tables(spark, settings)
     ensure_landing(settings)
     reader = open_source(spark, settings, source)

@@ -36,10 +36,13 @@ class Size:
     days: int  # days the storm's deliveries are received over
     outage: int  # seconds the object store is down
     requests: int  # generated API requests of the fuzzer
+    writer_rounds: int  # rounds of two pipeline processes started together
 
 
-SMALL = Size(events=1_000, kills=2, copies=10, days=2, outage=15, requests=500)
-FULL = Size(events=60_000, kills=20, copies=10, days=5, outage=60, requests=10_000)
+SMALL = Size(events=1_000, kills=2, copies=10, days=2, outage=15, requests=500, writer_rounds=1)
+FULL = Size(
+    events=60_000, kills=20, copies=10, days=5, outage=60, requests=10_000, writer_rounds=20
+)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +193,54 @@ def test_backpressure_answers_503_until_the_stream_catches_up(tmp_path: Path) ->
         assert answer.status_code == 202
     finally:
         server.stop()
+
+
+def test_concurrent_same_id_different_payloads_get_one_verdict(api) -> None:
+    """20 pairs of requests, each pair one event_id with two payloads sent at the same
+    moment: one is accepted and the other refused as duplicate_conflict, and only the
+    accepted one is landed (today's main: most pairs both accepted, bronze keeping either)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server, settings, keys = api
+    key = keys["globex"]
+    with ThreadPoolExecutor(2) as pool:
+        for n in range(20):
+            gate = threading.Barrier(2)
+
+            def send(quantity: int, n=n, gate=gate) -> httpx.Response:
+                gate.wait()
+                return post(server, key, event(f"pair{n}", "globex", quantity=quantity))
+
+            answers = list(pool.map(send, (1, 2)))
+            results = [a.json()["results"][0] for a in answers]
+            statuses = sorted(r["status"] for r in results)
+            assert statuses == ["accepted", "rejected"], results
+            refused = next(r for r in results if r["status"] == "rejected")
+            assert refused["reason"] == "duplicate_conflict"
+            winner = next(
+                q for q, r in zip((1, 2), results, strict=True) if r["status"] == "accepted"
+            )
+            landed = [json.loads(x) for x in landed_lines(settings.warehouse, "globex")]
+            mine = [e for e in landed if e["event_id"] == f"pair{n}"]
+            assert [e["quantity"] for e in mine] == [winner]
+
+
+def test_duplicate_keys_and_impossible_offsets_are_refused_as_bronze_refuses_them(api) -> None:
+    server, _, keys = api
+    body = (
+        b'{"events": [{"event_id": "dk1", "customer_id": "acme", "event_type": "api_call",'
+        b' "timestamp": "2026-11-26T01:00:00Z", "quantity": 1, "quantity": 9},'
+        + json.dumps(event("off1", timestamp="2026-11-26T01:00:00-23:59")).encode()
+        + b", "
+        + json.dumps(event("ok1")).encode()
+        + b"]}"
+    )
+    answer = post(server, keys["acme"], body)
+    assert answer.status_code == 202
+    results = answer.json()["results"]
+    assert [(r["status"], r.get("reason")) for r in results] == [
+        ("rejected", "malformed_json"),
+        ("rejected", "invalid_timestamp"),
+        ("accepted", None),
+    ]
+    assert "'quantity' appears twice" in results[0]["detail"]

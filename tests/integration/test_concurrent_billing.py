@@ -134,8 +134,9 @@ def test_rollups_racing_a_bronze_commit_leave_it_for_the_next_refresh(
     the next refresh takes it, and January's invoice bills all 40 calls of c1 (today's
     main: the refresh recorded bronze's newer version, gold never saw the 5 calls that
     raced it, and the final invoice billed 35)."""
+    from pyspark.sql.classic.dataframe import DataFrame as ClassicDataFrame
+
     from meterlake.ingest.bronze import process_batches
-    from meterlake.rollups import refresh
     from meterlake.rollups.refresh import load_state, refresh_rollups
     from meterlake.tiering.events import bronze_version
 
@@ -151,19 +152,22 @@ def test_rollups_racing_a_bronze_commit_leave_it_for_the_next_refresh(
 
     process_batches(spark, settings, landed("first", 8), 900)  # in bronze, not rolled up
     racer = landed("racer", 9)
-    real = refresh.refresh_touched
+    real_collect = ClassicDataFrame.collect
     raced = []
 
-    def bronze_commits_meanwhile(*args, **kwargs):
-        if not raced:
-            raced.append(process_batches(spark, settings, racer, 901))
-        return real(*args, **kwargs)
+    def bronze_commits_meanwhile(frame):
+        # The rollup handler's first action on its micro-batch (it runs off the main
+        # thread): another writer commits to bronze right then.
+        if not raced and threading.current_thread() is not threading.main_thread():
+            raced.append(None)
+            raced[0] = process_batches(spark, settings, racer, 901)
+        return real_collect(frame)
 
-    monkeypatch.setattr(refresh, "refresh_touched", bronze_commits_meanwhile)
+    monkeypatch.setattr(ClassicDataFrame, "collect", bronze_commits_meanwhile)
     refresh_rollups(spark, settings, **QUIET)
+    monkeypatch.setattr(ClassicDataFrame, "collect", real_collect)
     assert raced and raced[0].bronze_rows == 5
     assert load_state(settings).bronze_version < bronze_version(spark, settings)
-    monkeypatch.setattr(refresh, "refresh_touched", real)
     run_pipeline(spark, settings, **QUIET)  # the next refresh, as any later run makes
     run_invoices(spark, settings, CLOSED)
     # 30 + 5 + 5 calls of 10 on c1 at 0.01: 400 units, 4.00.
