@@ -11,7 +11,10 @@ holder's token is greater than every earlier holder's.
 The object names its holder (host, pid, command), since when, and until when it is valid
 (``expires_at``, wall clock). The holder renews it every ``ttl / 3`` from a background
 thread; a holder that dies stops renewing, and the lease is free ``ttl`` seconds after its
-last renewal (30 s by default). A clean exit releases it at once.
+last renewal (30 s by default). A clean exit releases it at once. A holder killed on the
+same machine (same kernel boot and PID namespace) is known dead at once: its processes
+(the Python process and the JVM it drives, each by pid and start time, so a reused pid
+does not count) are gone, so a rerun after a crash need not wait out the ttl.
 
 Every commit a holder makes first calls `Lease.check`: the holder must have renewed within
 ``ttl - margin`` seconds (it stops itself before anyone else may take over, so a paused
@@ -29,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -38,8 +42,9 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from meterlake.clock import format_instant
 from meterlake.config import Settings
@@ -84,9 +89,24 @@ class LeaseRecord:
     renewed_at: str
     expires_at: float  # wall-clock seconds
     released: bool = False
+    machine: str = ""  # `_machine()`: where `processes` can be looked up ("": unknown)
+    processes: tuple[tuple[int, int], ...] = ()  # (pid, start ticks) of each process
 
     def live(self, at: float) -> bool:
-        return not self.released and self.expires_at > at
+        """Held at ``at``: not released, not expired, and not known dead."""
+        if self.released or self.expires_at <= at:
+            return False
+        if not self._local():
+            return True  # another machine: only expiry frees it
+        return any(_running(pid, start) for pid, start in self.processes)
+
+    def dying(self) -> bool:
+        """The holder's own process is gone but its JVM is not (yet): it cannot renew, so
+        the lease is free when the JVM exits or at expiry, whichever comes first."""
+        return self._local() and not _running(*self.processes[0])
+
+    def _local(self) -> bool:
+        return bool(self.processes) and self.machine == _machine()
 
     def encode(self) -> bytes:
         return (json.dumps(asdict(self), sort_keys=True) + "\n").encode()
@@ -95,10 +115,53 @@ class LeaseRecord:
 def _decode(data: bytes | None) -> LeaseRecord | None:
     if data is None:
         return None
-    try:
-        return LeaseRecord(**json.loads(data))
-    except (ValueError, TypeError):  # a torn or foreign object: treat as free, never as held
+    try:  # a torn or foreign object: treat as free, never as held
+        fields = json.loads(data)
+        fields["processes"] = tuple((int(p), int(t)) for p, t in fields.get("processes", ()))
+        return LeaseRecord(**fields)
+    except (ValueError, TypeError, AttributeError):
         return None
+
+
+@functools.cache
+def _machine() -> str:
+    """Host, kernel boot and PID namespace: where a pid names the same process as here."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:  # no /proc (macOS): liveness is known by expiry only
+        return ""
+    return f"{socket.gethostname()} {boot} {namespace}"
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The start time of a running ``pid`` in clock ticks since boot; None when it is not
+    running (gone, or a zombie that only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # after "pid (command)", which may hold spaces
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _running(pid: int, start: int) -> bool:
+    return _start_ticks(pid) == start
+
+
+_companions: list[int] = []
+
+
+def add_companion(pid: int) -> None:
+    """Count ``pid`` (the JVM this process drives) as part of every lease it holds: a
+    commit the JVM still runs after Python died keeps the lease held until it exits."""
+    if pid not in _companions:
+        _companions.append(pid)
+
+
+def _processes() -> tuple[tuple[int, int], ...]:
+    found = ((pid, _start_ticks(pid)) for pid in (os.getpid(), *_companions))
+    return tuple((pid, start) for pid, start in found if start is not None)
 
 
 def current_lease(storage: Storage, role: str) -> tuple[int, LeaseRecord | None]:
@@ -172,8 +235,11 @@ class Lease:
             raise LeaseLostError(self._lost)
         began = time.monotonic()
         now = _wall()
-        self._record = LeaseRecord(
-            **{**asdict(self._record), "renewed_at": _instant(now), "expires_at": now + self._ttl}
+        self._record = replace(
+            self._record,
+            renewed_at=_instant(now),
+            expires_at=now + self._ttl,
+            processes=_processes(),  # the JVM may have started since the last renewal
         )
         self._storage.write(lease_key(self.role, self.token), self._record.encode())
         self._confirmed = began
@@ -201,14 +267,15 @@ class Lease:
         self._thread.join()
         if self._lost or self._successor_exists():
             return
-        released = LeaseRecord(**{**asdict(self._record), "released": True})
+        released = replace(self._record, released=True)
         self._storage.write(lease_key(self.role, self.token), released.encode())
 
 
 def acquire(settings: Settings, role: str, *, wait: float | None = None) -> Lease:
     """Take ``role``'s lease, waiting up to ``wait`` seconds (default
-    ``settings.lease.wait_seconds``) while another live holder has it; raises
-    `LeaseHeldError` naming the holder when it is still held."""
+    ``settings.lease.wait_seconds``) while another live holder has it, and as long as it
+    takes a dead holder's JVM to exit; raises `LeaseHeldError` naming the holder when it
+    is still held."""
     if role not in ROLES:
         raise ValueError(f"unknown lease role {role!r}")
     storage = storage_for(settings)
@@ -221,20 +288,21 @@ def acquire(settings: Settings, role: str, *, wait: float | None = None) -> Leas
         if record is None or not record.live(now):
             mine = LeaseRecord(
                 role, token + 1, holder, holder_id, _instant(now), _instant(now),
-                now + settings.lease.ttl_seconds,
+                now + settings.lease.ttl_seconds, False, _machine(), _processes(),
             )  # fmt: skip
             if storage.create(lease_key(role, token + 1), mine.encode()):
                 _prune(storage, role, token + 1)
                 return Lease(settings, storage, mine)
             continue  # another writer took this token first: look again
-        if time.monotonic() >= deadline:
+        # A crashed holder's JVM exits within seconds of it: a rerun waits for that.
+        if time.monotonic() >= deadline and not record.dying():
             raise LeaseHeldError(
                 f"the {role} lease of {settings.warehouse} is held by {record.holder}"
                 f" since {record.acquired_at} (renewed {record.renewed_at}; free at"
                 f" {_instant(record.expires_at)} unless renewed); retry later or pass"
                 " --wait SECONDS"
             )
-        time.sleep(min(_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(_POLL_SECONDS, max(0.05, deadline - time.monotonic())))
 
 
 def _prune(storage: Storage, role: str, token: int) -> None:

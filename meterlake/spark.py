@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterlake.config import Settings
+from meterlake.jvm import LOG_STORE_CLASS, log_store_jar
+from meterlake.lease import add_companion
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -68,13 +70,41 @@ def build_session(
 
         spark = build_session(Settings.load(), kafka=True)
     """
+    packages = required_packages(settings, kafka=kafka, s3=s3)
+    jars = _resolved_jars(settings, packages)
+    conf: dict[str, str] = {}
+    if HADOOP_AWS in packages:
+        if jars is None:  # the commit store is compiled against the resolved jars
+            _resolve_in_child(kafka=kafka)
+            jars = _resolved_jars(settings, packages) or []
+        jars = [*jars, log_store_jar(settings.ivy_dir, jars)]
+        conf = dict.fromkeys(
+            ("spark.delta.logStore.s3a.impl", "spark.delta.logStore.s3.impl"), LOG_STORE_CLASS
+        )
+    return _start(settings, app_name, packages, jars, conf)
+
+
+def _resolve_in_child(*, kafka: bool, s3: bool = True) -> None:
+    """Resolve one package combination in a JVM of its own (packages are read at start)."""
+    flags = [*(["--kafka"] if kafka else []), *(["--s3"] if s3 else [])]
+    subprocess.run([sys.executable, "-m", "meterlake.spark", "--resolve", *flags], check=True)
+
+
+def _start(
+    settings: Settings,
+    app_name: str,
+    packages: list[str],
+    jars: list[str] | None,
+    conf: dict[str, str],
+) -> SparkSession:
+    """Start (or join) the session with these jars, or resolve ``packages`` when None."""
     from pyspark.sql import SparkSession
 
     # PySpark turns TIMESTAMP values into naive datetimes in the *Python* process's zone;
     # pinning it to UTC makes every collected instant the UTC instant stored.
     os.environ["TZ"] = "UTC"
     time.tzset()
-    packages = required_packages(settings, kafka=kafka, s3=s3)
+
     java_opts = f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG} -XX:-DontCompileHugeMethods"
     builder = (
         SparkSession.builder.master(settings.spark_master)
@@ -114,14 +144,16 @@ def build_session(
         .config("spark.databricks.delta.merge.materializeSource", "none")
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
     )
-    jars = _resolved_jars(settings, packages)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
     else:
         builder = builder.config("spark.jars.packages", ",".join(packages))
-    for key, value in _s3a_conf(settings).items():
+    for key, value in {**_s3a_conf(settings), **conf}.items():
         builder = builder.config(key, value)
     spark = _launch_with_log(builder, settings)
+    gateway = getattr(spark.sparkContext._gateway, "proc", None)
+    if gateway is not None:  # a lease held here is held until this JVM exits too
+        add_companion(gateway.pid)
     spark.sparkContext.setLogLevel("ERROR")
     _quiet_query_errors()
     if settings.uses_s3:
@@ -204,8 +236,7 @@ def warm(settings: Settings) -> list[list[str]]:
     """
     combos = [(kafka, s3) for kafka in (False, True) for s3 in (False, True)]
     for kafka, s3 in combos:
-        flags = [*(["--kafka"] if kafka else []), *(["--s3"] if s3 else [])]
-        subprocess.run([sys.executable, "-m", "meterlake.spark", "--resolve", *flags], check=True)
+        _resolve_in_child(kafka=kafka, s3=s3)
     return [required_packages(settings, kafka=k, s3=s) for k, s in combos]
 
 
@@ -225,7 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.packages:
         print(",".join(required_packages(settings, kafka=args.kafka, s3=args.s3)))
     if args.resolve:
-        build_session(settings, app_name="meterlake-warm", kafka=args.kafka, s3=args.s3).stop()
+        packages = required_packages(settings, kafka=args.kafka, s3=args.s3)
+        _start(settings, "meterlake-warm", packages, None, {}).stop()
+        if HADOOP_AWS in packages:  # build the commit store now too, not at the first run
+            log_store_jar(settings.ivy_dir, _resolved_jars(settings, packages) or [])
     if args.warm:
         for packages in warm(settings):
             print("resolved " + ", ".join(packages))

@@ -56,6 +56,8 @@ _OFFSET = r"([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)"
 _LOCAL = r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]{1,9})?)?"
 ISO_WITH_OFFSET = f"^{_LOCAL}{_OFFSET}$"
 ISO_WITHOUT_OFFSET = f"^{_LOCAL}$"
+# Spark reads 12:00 but not 12:00Z or 12:00+01:00 (ISO 8601 allows both): add the seconds
+_NO_SECONDS = r"^([0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2})([Z+-])"
 DECIMAL_TEXT = r"^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$"
 _DECIMAL_PARTS = r"^[+-]?([0-9]*)(?:[.]([0-9]*))?(?:[eE]([+-]?[0-9]+))?$"
 EXPONENT_HINT = (
@@ -159,8 +161,9 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
         .withColumn(
             "event_time",
             F.expr(
-                "try_cast(regexp_replace(regexp_replace(regexp_replace(ts_text, ',', '.'),"
-                " '([+-][0-9]{2})([0-9]{2})$', '$1:$2'), '([+-][0-9]{2})$', '$1:00') AS TIMESTAMP)"
+                "try_cast(regexp_replace(regexp_replace(regexp_replace(regexp_replace(ts_text,"
+                " ',', '.'), '([+-][0-9]{2})([0-9]{2})$', '$1:$2'), '([+-][0-9]{2})$', '$1:00'),"
+                f" '{_NO_SECONDS}', '$1:00$2') AS TIMESTAMP)"
             ),
         )
         .withColumn(

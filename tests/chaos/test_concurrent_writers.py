@@ -56,7 +56,7 @@ def test_second_writer_is_refused_or_waits_and_nothing_is_doubled(
     env = cli_env(
         racing.warehouse,
         METERLAKE_MANIFESTS_PER_BATCH="2",
-        METERLAKE_LEASE_TTL_SECONDS="5",  # a killed holder's lease lapses within 5 s
+        METERLAKE_LEASE_TTL_SECONDS="5",  # a holder that stops renewing loses it in 5 s
         METERLAKE_ROLLUP_INTERVAL_SECONDS="3600",
         METERLAKE_NOW=(RECEIVED + timedelta(hours=1)).isoformat(),
     )

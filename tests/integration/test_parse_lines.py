@@ -78,6 +78,7 @@ def test_valid_event_fields_are_typed_and_exact(spark, settings: Settings) -> No
             event(quantity=...),
             event(quantity=0.1),
             event(timestamp="2026-03-02T06:00:00-05:00"),
+            event(timestamp="2026-03-02T06:00-0500"),  # no seconds, as ISO 8601 allows
         ],
         RECEIVED,
     )
@@ -91,6 +92,7 @@ def test_valid_event_fields_are_typed_and_exact(spark, settings: Settings) -> No
     assert rows[1].quantity == Decimal("1.000000000")
     assert rows[2].quantity == Decimal("0.100000000")
     assert rows[3].event_time == datetime(2026, 3, 2, 11, 0)
+    assert rows[4].event_time == datetime(2026, 3, 2, 11, 0)
 
 
 def test_clock_skew_clamps_to_receipt_beyond_five_minutes(spark, settings: Settings) -> None:

@@ -3,8 +3,10 @@ fencing after a takeover, re-entrancy within a process (no JVM)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -125,36 +127,81 @@ def test_a_torn_lease_object_counts_as_free(settings) -> None:
 
 
 HOLD_THEN_WAIT = """
-import sys, time
+import subprocess, sys, time
 from dataclasses import replace
 from meterlake.config import LeaseSettings, Settings
-from meterlake.lease import INGEST, acquire
+from meterlake.lease import INGEST, acquire, add_companion
 base = Settings.load(env={}).with_warehouse(sys.argv[1])
-settings = replace(base, lease=LeaseSettings(ttl_seconds=3))
+settings = replace(base, lease=LeaseSettings(ttl_seconds=int(sys.argv[2])))
+if sys.argv[3] == "companion":  # stands for the JVM a Spark driver starts
+    add_companion(subprocess.Popen(["sleep", "600"]).pid)
 lease = acquire(settings, INGEST)
-print(lease.token, flush=True)
+print(lease.token, lease._record.processes[-1][0], flush=True)
 time.sleep(600)
 """
 
 
-def test_two_processes_one_holder_and_takeover_after_sigkill(settings, tmp_path) -> None:
+def _holder(settings: Settings, ttl: int, companion: bool) -> tuple[subprocess.Popen, int, int]:
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_THEN_WAIT, settings.warehouse],
+        [sys.executable, "-c", HOLD_THEN_WAIT, settings.warehouse, str(ttl),
+         "companion" if companion else "alone"],
         stdout=subprocess.PIPE,
         text=True,
-    )
+    )  # fmt: skip
+    token, last_pid = holder.stdout.readline().split()
+    return holder, int(token), int(last_pid)
+
+
+def test_two_processes_one_holder_and_takeover_at_once_after_sigkill(settings) -> None:
+    holder, token, _ = _holder(settings, 600, companion=False)
     try:
-        token = int(holder.stdout.readline())
         with pytest.raises(LeaseHeldError, match=f"pid={holder.pid}"):
             acquire(settings, INGEST)
-        holder.kill()  # SIGKILL: no release
+        holder.kill()  # SIGKILL: no release, and 10 minutes of validity left
         holder.wait()
-        began = time.monotonic()
-        taken = acquire(settings, INGEST, wait=10)
-        waited = time.monotonic() - began
-        assert taken.token == token + 1 and waited < settings.lease.ttl_seconds + 1
+        taken = acquire(settings, INGEST)  # no wait: the holder is known dead on this host
+        assert taken.token == token + 1
         record = json.loads(storage_for(settings).read(lease_key(INGEST, taken.token)))
         assert record["holder"].split()[1] == f"pid={os.getpid()}"
+        taken.release()
+    finally:
+        holder.kill()
+
+
+def test_a_dead_holders_jvm_keeps_the_lease_until_it_exits_too(settings) -> None:
+    holder, token, companion = _holder(settings, 600, companion=True)
+    taken: list = []
+    try:
+        holder.kill()
+        holder.wait()
+        waiter = threading.Thread(target=lambda: taken.append(acquire(settings, INGEST)))
+        waiter.start()  # no --wait, yet it waits: the JVM may still be finishing a commit
+        time.sleep(1.5)
+        assert not taken
+        os.kill(companion, signal.SIGKILL)  # the orphan is reaped by init, not by us
+        waiter.join(timeout=10)
+        assert [lease.token for lease in taken] == [token + 1]
+        taken[0].release()
+    finally:
+        holder.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(companion, signal.SIGKILL)
+
+
+def test_a_holder_elsewhere_is_freed_by_expiry_only(settings) -> None:
+    holder, token, _ = _holder(settings, 3, companion=False)
+    storage = storage_for(settings)
+    try:
+        holder.kill()
+        holder.wait()
+        record = json.loads(storage.read(lease_key(INGEST, token)))
+        record["machine"] = "another-host boot pid:[1]"  # its pids mean nothing here
+        storage.write(lease_key(INGEST, token), json.dumps(record).encode())
+        with pytest.raises(LeaseHeldError):
+            acquire(settings, INGEST)
+        began = time.monotonic()
+        taken = acquire(settings, INGEST, wait=10)
+        assert time.monotonic() - began < settings.lease.ttl_seconds + 1
         taken.release()
     finally:
         holder.kill()
