@@ -133,8 +133,13 @@ class Capture:
         outcome = Outcome([], [], [], [])
         in_request: dict[str, bytes] = {}
         for index, event in enumerate(events):
-            line = dump_line(event)
             result: dict[str, Any] = {"index": index}
+            try:
+                line = dump_line(event)
+            except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800"
+                detail = f"a string holds {exc.object[exc.start : exc.end]!a}, not a character"
+                outcome.results.append(_rejected(result, reasons.MALFORMED_JSON, detail))
+                continue
             if isinstance(event, dict) and isinstance(event.get("event_id"), str):
                 result["event_id"] = event["event_id"]
             rejection = self.validator.check(event, line, received)

@@ -9,6 +9,7 @@ one compact JSON line.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -54,13 +55,39 @@ def _no_constants(name: str) -> Any:
     raise BadBody(f"body is not valid JSON: {name} is not a JSON value")
 
 
+MAX_DEPTH = 64  # arrays and objects inside each other; an event needs 3 or 4
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def nesting_depth(body: bytes) -> int:
+    """How deep arrays and objects nest in ``body`` (strings skipped), found before parsing:
+    Python's reader recurses once per level and fails past about 1,000."""
+    depth = deepest = 0
+    for bracket in _BRACKET.finditer(_STRING.sub(b'""', body)):
+        depth += 1 if bracket.group() in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _integer(text: str) -> int | JsonNumber:
+    """Python refuses integers over 4,300 digits; such a quantity is one event's error."""
+    return int(text) if len(text) <= 4000 else JsonNumber(text)
+
+
 def parse_body(body: bytes) -> list[Any]:
     """The events a request carries (each still unchecked: bad ones are reported one by one)."""
     if not body.strip():
         raise BadBody('body is empty; send one event or {"events": [...]}')
+    if nesting_depth(body) > MAX_DEPTH:
+        raise BadBody(f"body nests arrays and objects more than {MAX_DEPTH} levels deep")
     try:
         document = json.loads(
-            body, parse_float=JsonNumber, parse_constant=_no_constants, object_pairs_hook=_object
+            body,
+            parse_float=JsonNumber,
+            parse_int=_integer,
+            parse_constant=_no_constants,
+            object_pairs_hook=_object,
         )
     except (ValueError, UnicodeDecodeError) as exc:
         if isinstance(exc, BadBody):

@@ -34,7 +34,7 @@ _SCHEMA_REASONS = {
     "type": reasons.WRONG_TYPE,
     "additionalProperties": reasons.UNKNOWN_FIELD,
 }
-_DECIMAL_38_9 = Decimal(10) ** 29  # DECIMAL(38, 9) holds 29 integer digits
+_INTEGER_DIGITS = 29  # DECIMAL(38, 9) holds 29 integer digits
 _FRACTION = re.compile(r"[.,]([0-9]{1,9})")
 
 
@@ -179,7 +179,9 @@ def _check_quantity(value: Any) -> Rejection | None:
         number = Decimal(text) if re.match(DECIMAL_TEXT, text) else None
     except InvalidOperation:
         number = None
-    if number is None or not number.is_finite() or abs(number) >= _DECIMAL_38_9:
+    # adjusted(): the power of ten of the first digit, read without arithmetic (which
+    # overflows on "1e999999999999")
+    if number is None or not number.is_finite() or number.adjusted() >= _INTEGER_DIGITS:
         return Rejection(reasons.INVALID_QUANTITY, f"quantity: {text} is not a decimal number")
     if fraction_digits(number) > 9:
         return Rejection(reasons.INVALID_QUANTITY, f"quantity: {text} has more than 9 decimals")

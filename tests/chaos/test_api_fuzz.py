@@ -6,6 +6,7 @@ rejection says why, and what was accepted is exactly what landed."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from meterlake.audit.access import create_key
 from meterlake.clock import format_instant
@@ -106,3 +108,65 @@ def _content(request: dict) -> bytes | None:
         return json.dumps(request["json"]).encode()
     data = request.get("data") or request.get("content")
     return data.encode() if isinstance(data, str) else data
+
+
+# Poison events, written as raw JSON text so escapes and numbers reach the server as sent:
+# each is valid JSON that Python's or bronze's reader cannot hold as an event.
+_EVENT = (
+    '{{"event_id":"{id}","customer_id":"acme","event_type":"api_call","timestamp":"{ts}"{extra}}}'
+)
+POISON = {
+    "huge exponent": ',"quantity":1e{n}999999999',
+    "huge exponent text": ',"quantity":"-1e-{n}99999999999"',
+    "huge integer": ',"quantity":{digits}',
+    "surrogate": ',"properties":{{"name":"\\ud8{n:02d}"}}',
+    "surrogate key": ',"properties":{{"\\udfff{n}":1}}',
+    "duplicate key": ',"region":"eu","region":"us{n}"',
+    "control characters": ',"properties":{{"x":"\\u0000\\u001f{n}"}}',
+    "nested": ',"properties":{{"x":' + "[" * 40 + "{n}" + "]" * 40 + "}}",
+}
+
+
+@st.composite
+def mixed_batches(draw) -> tuple[str, list[str]]:
+    """A batch of valid events with poison ones among them; the valid events' ids."""
+    now = format_instant(datetime.now(UTC))
+    valid = [f"ok-{uuid.uuid4().hex}" for _ in range(draw(st.integers(1, 4)))]
+    parts = [_EVENT.format(id=v, ts=now, extra="") for v in valid]
+    for _ in range(draw(st.integers(1, 4))):
+        template = POISON[draw(st.sampled_from(sorted(POISON)))]
+        n = draw(st.integers(0, 99))
+        extra = template.format(n=n, digits="9" * draw(st.integers(30, 6000)))
+        parts.insert(
+            draw(st.integers(0, len(parts))), _EVENT.format(id=f"p-{n}", ts=now, extra=extra)
+        )
+    return '{"events":[' + ",".join(parts) + "]}", valid
+
+
+def test_poison_events_never_get_a_5xx_nor_sink_the_valid_events_beside_them(
+    api, size: Size
+) -> None:
+    server, key = api
+    headers = {"Authorization": f"Bearer {key}"}
+    client = httpx.Client(timeout=30)
+    sent: set[str] = set()
+
+    @settings(max_examples=size.requests, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))  # fmt: skip
+    @given(mixed_batches())
+    def poison(batch: tuple[str, list[str]]) -> None:
+        body, valid = batch
+        answer = client.post(f"{server.url}/v1/events", content=body.encode(), headers=headers)
+        assert answer.status_code == 202, answer.text
+        results = {r.get("event_id"): r for r in answer.json()["results"]}
+        assert all(results[v]["status"] == "accepted" for v in valid), answer.text
+        assert all(r["reason"] and r["detail"] for r in answer.json()["results"]
+                   if r["status"] == "rejected")  # fmt: skip
+        sent.update(valid)
+
+    poison()
+    deep = "[" * 65 + "]" * 65
+    refused = client.post(f"{server.url}/v1/events", content=deep.encode(), headers=headers)
+    assert refused.status_code == 400 and "64 levels" in refused.json()["error"]
+    landed = {json.loads(line)["event_id"] for line in landed_lines(server.warehouse, "acme")}
+    assert sent <= landed
