@@ -55,6 +55,7 @@ class ApiSettings:
     burst: int = 40_000  # bucket size: events a tenant may send at once
     max_backlog_events: int = 2_000_000  # landed but not yet in bronze → 503
     min_free_mb: int = 256  # free space the landing disk must keep → 503
+    metrics_tenants: bool = False  # /metrics labels counters by tenant (names every tenant)
 
     @classmethod
     def load(cls, env: Mapping[str, str]) -> ApiSettings:
@@ -66,6 +67,7 @@ class ApiSettings:
             burst=max(1, _int(env, "METERLAKE_API_BURST", d.burst)),
             max_backlog_events=_int(env, "METERLAKE_API_MAX_BACKLOG", d.max_backlog_events),
             min_free_mb=_int(env, "METERLAKE_API_MIN_FREE_MB", d.min_free_mb),
+            metrics_tenants=_switch(env, "METERLAKE_API_METRICS_TENANTS"),
         )
 
 

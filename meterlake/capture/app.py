@@ -13,6 +13,7 @@ the OpenAPI schema (``/openapi.json``, ``/docs``) complete it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from meterlake import __version__
@@ -336,21 +337,23 @@ def create_app(settings: Settings):
     async def dashboard_page() -> HTMLResponse:
         return HTMLResponse(DASHBOARD_PAGE.read_text(encoding="utf-8"))
 
-    @app.get("/healthz", summary="Liveness and landing state")
+    @app.get("/healthz", summary="Liveness: up or down, and nothing else (no key needed)")
     async def healthz() -> JSONResponse:
-        waiting, oldest, through = await asyncio.to_thread(capture.backlog.state)
-        return JSONResponse(
-            {
-                "status": "ok",
-                "landing_backlog_events": waiting,
-                "oldest_waiting": format_instant(oldest) if oldest else None,
-                "bronze_received_through": format_instant(through) if through else None,
-            }
-        )
+        return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
-    async def metrics() -> PlainTextResponse:
-        text = await asyncio.to_thread(capture.metrics.render)
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics (an all-tenant key with status.read)",
+        response_class=PlainTextResponse,
+    )
+    async def metrics(request: Request) -> Response:
+        principal = await authenticate(request, "status.read")
+        if isinstance(principal, JSONResponse):
+            return principal
+        if principal.tenant != "*":  # the counters span every tenant
+            return error(403, f"/metrics spans every tenant; the key sees only {principal.tenant}")
+        render = functools.partial(capture.metrics.render, tenants=settings.api.metrics_tenants)
+        text = await asyncio.to_thread(render)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
     return app

@@ -55,10 +55,16 @@ class Metrics:
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self._gauges[name] = (help_text, read)
 
-    def render(self) -> str:
+    def render(self, *, tenants: bool) -> str:
+        """The text format; without ``tenants`` the tenant label is summed away, so a
+        scrape names no customer of the service (``METERLAKE_API_METRICS_TENANTS``)."""
         out: list[str] = []
         with self._lock:
-            counts = sorted(self._counts.items())
+            merged: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+            for (name, labels), value in self._counts.items():
+                kept = labels if tenants else tuple(p for p in labels if p[0] != "tenant")
+                merged[name, kept] += value
+            counts = sorted(merged.items())
             buckets, total_sum = list(self._buckets), self._latency_sum
         for name, help_text in self.HELP.items():
             out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]

@@ -39,6 +39,8 @@ def api(tmp_path_factory) -> Iterator[tuple[ApiServer, Settings, dict[str, str]]
             ("globex", "globex", "ingest"),
             ("limited", "limited", "ingest"),
             ("analyst", "acme", "analyst"),
+            ("auditor", "*", "auditor"),
+            ("acme-finance", "acme", "finance"),
         )
     }
     server = ApiServer(
@@ -160,13 +162,23 @@ def test_rate_limit_answers_429_with_retry_after(api) -> None:
     assert other_tenant.status_code == 202  # one tenant's burst does not throttle another
 
 
-def test_metrics_health_and_schema(api) -> None:
-    server, _, _ = api
-    text = httpx.get(f"{server.url}/metrics").text
-    assert 'meterlake_events_rejected_total{reason="negative_quantity",tenant="acme"} 1' in text
+def test_metrics_need_an_all_tenant_key_and_name_no_tenant_and_health_says_only_up(api) -> None:
+    server, _, keys = api
+
+    def scrape(key: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.get(f"{server.url}/metrics", headers=headers)
+
+    assert scrape(None).status_code == 401
+    assert scrape(keys["acme"]).status_code == 403  # ingest may not read status
+    scoped = scrape(keys["acme-finance"])
+    assert scoped.status_code == 403 and "spans every tenant" in scoped.json()["error"]
+    text = scrape(keys["auditor"]).text
+    assert 'meterlake_events_rejected_total{reason="negative_quantity"} 1' in text
     assert 'meterlake_api_requests_total{status="401"}' in text
     assert "meterlake_landing_backlog_events" in text and "meterlake_bronze_lag_seconds" in text
-    assert httpx.get(f"{server.url}/healthz").json()["status"] == "ok"
+    assert "tenant=" not in text and "acme" not in text and "globex" not in text
+    assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
     schema = httpx.get(f"{server.url}/openapi.json").json()
     body = schema["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert "event_id" in body["schema"]["oneOf"][0]["properties"]
