@@ -56,6 +56,7 @@ class ApiSettings:
     max_backlog_events: int = 2_000_000  # landed but not yet in bronze → 503
     min_free_mb: int = 256  # free space the landing disk must keep → 503
     metrics_tenants: bool = False  # /metrics labels counters by tenant (names every tenant)
+    key_lookups: int = 20  # per second per client address, for keys not cached (burst ×5)
 
     @classmethod
     def load(cls, env: Mapping[str, str]) -> ApiSettings:
@@ -68,6 +69,7 @@ class ApiSettings:
             max_backlog_events=_int(env, "METERLAKE_API_MAX_BACKLOG", d.max_backlog_events),
             min_free_mb=_int(env, "METERLAKE_API_MIN_FREE_MB", d.min_free_mb),
             metrics_tenants=_switch(env, "METERLAKE_API_METRICS_TENANTS"),
+            key_lookups=max(1, _int(env, "METERLAKE_API_KEY_LOOKUPS", d.key_lookups)),
         )
 
 

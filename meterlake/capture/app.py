@@ -52,6 +52,11 @@ class KeyCache:
         self._ttl = ttl
         self._known: dict[str, tuple[Principal | None, float]] = {}
 
+    def cached(self, key: str) -> bool:
+        """Known here without a storage read (a key seen within its ttl, known or not)."""
+        entry = self._known.get(key)
+        return entry is not None and entry[1] > time.monotonic()
+
     async def principal(self, key: str) -> Principal | None:
         cached = self._known.get(key)
         if cached is not None and cached[1] > time.monotonic():
@@ -87,6 +92,9 @@ class Capture:
         self.limits = RateLimits(api.rate, max(api.burst, api.max_events))
         self.seen = SeenEvents()
         self.keys = KeyCache(settings)
+        # storage reads for keys not cached, per client address: a flood of made-up keys
+        # costs the warehouse at most this, whatever the number of keys
+        self.lookups = RateLimits(api.key_lookups, api.key_lookups * 5)
         self.metrics = Metrics()
         self.metrics.gauge(
             "meterlake_landing_backlog_events",
@@ -201,6 +209,12 @@ def create_app(settings: Settings):
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             return error(401, "send Authorization: Bearer <key>", **{"WWW-Authenticate": "Bearer"})
+        address = request.client.host if request.client else "?"
+        if not capture.keys.cached(key.strip()):
+            wait = capture.lookups.retry_after(address, 1)
+            if wait:
+                message = f"too many unknown keys from {address}; retry in {wait} s"
+                return error(429, message, **{"Retry-After": str(wait)})
         principal = await capture.keys.principal(key.strip())
         if principal is None:
             return error(401, "the key is not known", **{"WWW-Authenticate": "Bearer"})

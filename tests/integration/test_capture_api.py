@@ -256,3 +256,23 @@ def test_duplicate_keys_and_impossible_offsets_are_refused_as_bronze_refuses_the
         ("accepted", None),
     ]
     assert "'quantity' appears twice" in results[0]["detail"]
+
+
+def test_made_up_keys_cost_a_bounded_number_of_lookups_per_address(tmp_path) -> None:
+    warehouse = tmp_path / "warehouse"
+    settings = Settings.load(env={}).with_warehouse(str(warehouse))
+    key = create_key(settings, "acme", "ingest")[0]
+    server = ApiServer(warehouse, METERLAKE_API_KEY_LOOKUPS="2").start()  # burst of 10
+    try:
+        assert post(server, key, event("known-1")).status_code == 202  # now cached
+        began = time.monotonic()
+        answers = [post(server, f"mlk_made-up-{i}", event(f"x{i}")) for i in range(40)]
+        elapsed = time.monotonic() - began
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) == {401, 429}
+        assert statuses.count(401) <= 10 + 2 * elapsed + 1  # the burst, then 2 per second
+        limited = next(a for a in answers if a.status_code == 429)
+        assert int(limited.headers["retry-after"]) >= 1 and "unknown keys" in limited.text
+        assert post(server, key, event("known-2")).status_code == 202  # a cached key: no lookup
+    finally:
+        server.stop()
