@@ -57,6 +57,8 @@ class ApiSettings:
     min_free_mb: int = 256  # free space the landing disk must keep → 503
     metrics_tenants: bool = False  # /metrics labels counters by tenant (names every tenant)
     key_lookups: int = 20  # per second per client address, for keys not cached (burst ×5)
+    header_timeout_seconds: int = 10  # a request's headers must arrive within this → 408
+    body_timeout_seconds: int = 30  # and its body within this → 408
 
     @classmethod
     def load(cls, env: Mapping[str, str]) -> ApiSettings:
@@ -70,6 +72,12 @@ class ApiSettings:
             min_free_mb=_int(env, "METERLAKE_API_MIN_FREE_MB", d.min_free_mb),
             metrics_tenants=_switch(env, "METERLAKE_API_METRICS_TENANTS"),
             key_lookups=max(1, _int(env, "METERLAKE_API_KEY_LOOKUPS", d.key_lookups)),
+            header_timeout_seconds=max(
+                1, _int(env, "METERLAKE_API_HEADER_TIMEOUT_SECONDS", d.header_timeout_seconds)
+            ),
+            body_timeout_seconds=max(
+                1, _int(env, "METERLAKE_API_BODY_TIMEOUT_SECONDS", d.body_timeout_seconds)
+            ),
         )
 
 

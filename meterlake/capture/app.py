@@ -237,10 +237,15 @@ def create_app(settings: Settings):
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return error(413, f"body is {declared} bytes; the limit is {limit}")
         body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return error(413, f"body exceeds the limit of {limit} bytes")
+        seconds = settings.api.body_timeout_seconds
+        try:
+            async with asyncio.timeout(seconds):  # a trickling body holds a connection
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > limit:
+                        return error(413, f"body exceeds the limit of {limit} bytes")
+        except TimeoutError:
+            return error(408, f"the body did not arrive within {seconds:g} s")
         return bytes(body)
 
     @app.post(
@@ -377,8 +382,16 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """Run the API until SIGTERM/SIGINT (requests in flight finish first)."""
     import uvicorn
 
+    from meterlake.capture.slow_clients import protocol
     from meterlake.ingest.landing import ensure_landing
 
     ensure_landing(settings)
     print(f"meterlake API on http://{host}:{port} (warehouse {settings.warehouse}); SIGTERM stops")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        http=protocol(settings.api.header_timeout_seconds),
+        log_level="warning",
+        access_log=False,
+    )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -274,5 +276,58 @@ def test_made_up_keys_cost_a_bounded_number_of_lookups_per_address(tmp_path) -> 
         limited = next(a for a in answers if a.status_code == 429)
         assert int(limited.headers["retry-after"]) >= 1 and "unknown keys" in limited.text
         assert post(server, key, event("known-2")).status_code == 202  # a cached key: no lookup
+    finally:
+        server.stop()
+
+
+def _trickle(port: int, head: bytes, drip: bytes, seconds: float) -> bytes:
+    """Send ``head``, then a byte of ``drip`` every 0.25 s for up to ``seconds``; what the
+    server answered before it closed (b"" if it never did)."""
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(head)
+        conn.settimeout(0.25)
+        deadline, answer = time.monotonic() + seconds, b""
+        for byte in drip:
+            if time.monotonic() > deadline:
+                break
+            try:
+                conn.sendall(bytes([byte]))
+                answer += conn.recv(4096)
+                if answer:
+                    return answer
+            except TimeoutError:
+                continue
+            except OSError:
+                return answer
+        return answer
+
+
+def test_slow_clients_are_cut_off_while_others_keep_their_latency(tmp_path) -> None:
+    warehouse = tmp_path / "warehouse"
+    settings = Settings.load(env={}).with_warehouse(str(warehouse))
+    key = create_key(settings, "acme", "ingest")[0]
+    server = ApiServer(
+        warehouse, METERLAKE_API_HEADER_TIMEOUT_SECONDS="2", METERLAKE_API_BODY_TIMEOUT_SECONDS="3"
+    ).start()
+    head = b"POST /v1/events HTTP/1.1\r\nhost: x\r\n"
+    body_head = head + f"authorization: Bearer {key}\r\ncontent-length: 500\r\n\r\n".encode()
+    try:
+        with ThreadPoolExecutor(24) as pool:
+            began = time.monotonic()
+            headers = [pool.submit(_trickle, server.port, head, b"x" * 400, 20) for _ in range(12)]
+            bodies = [
+                pool.submit(_trickle, server.port, body_head, b"{" * 400, 20) for _ in range(8)
+            ]
+            time.sleep(0.5)
+            latency = []
+            for i in range(5):
+                sent = time.monotonic()
+                assert post(server, key, event(f"fast{i}")).status_code == 202
+                latency.append(time.monotonic() - sent)
+            cut = [f.result() for f in headers + bodies]
+            took = time.monotonic() - began
+        assert all(b" 408 " in answer.split(b"\r\n", 1)[0] for answer in cut), cut
+        assert took < 8  # every trickler answered within its timeout plus scheduling
+        assert max(latency) < 1.5, latency
     finally:
         server.stop()
