@@ -39,6 +39,12 @@ def now(pinned: datetime | None = None) -> datetime:
     return pinned if pinned is not None else datetime.now(UTC)
 
 
+def audit_now() -> datetime:
+    """The real UTC instant, whatever ``--now`` says: audit records (reads, erasures,
+    exports) say when they happened, and a caller's test clock must not forge that."""
+    return datetime.now(UTC)
+
+
 def hour_floor(instant: datetime) -> datetime:
     """The start of the hour ``instant`` falls in."""
     return instant.replace(minute=0, second=0, microsecond=0)

@@ -33,6 +33,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.clock import audit_now
 from meterlake.delta_io import append, delete_where, update_where
 from meterlake.errors import ConfigError
 from meterlake.lease import ERASURE, ROLLUPS, hold
@@ -177,7 +178,7 @@ def _erase(
             stored = read_catalog(spark, settings)
             refresh_touched(spark, settings, stored, touched, version, fence=rollups)
     record = spark.createDataFrame(
-        [(erasure_id, settings.now(), tenant, pseudonym, requested_by, reason, rows,
+        [(erasure_id, audit_now(), tenant, pseudonym, requested_by, reason, rows,
           json.dumps(files))],
         schema=tables.nullable_schema(tables.AUDIT_ERASURES),
     )  # fmt: skip

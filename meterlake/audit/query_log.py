@@ -8,6 +8,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from meterlake import tables
+from meterlake.clock import audit_now
 from meterlake.delta_io import append
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ def log_query(
     """Append one read to the log; returns its id."""
     query_id = f"q-{uuid.uuid4().hex[:16]}"
     row = (
-        query_id, settings.now(), principal.key_id, principal.role, principal.tenant, tenant,
+        query_id, audit_now(), principal.key_id, principal.role, principal.tenant, tenant,
         command, json.dumps(arguments, sort_keys=True, default=str), rows,
     )  # fmt: skip
     frame = spark.createDataFrame([row], tables.nullable_schema(tables.AUDIT_QUERY_LOG))

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from meterlake import tables
 from meterlake.audit.erasure import mentions, mentions_in_raw
-from meterlake.clock import format_instant, from_table
+from meterlake.clock import audit_now, format_instant, from_table
 from meterlake.errors import ConfigError
 from meterlake.tiering.events import events_at
 
@@ -76,7 +76,7 @@ def subject_document(
     mine = F.col("tenant_id") == tenant
     document: dict[str, Any] = {
         "subject": {"tenant": tenant, "customer": customer, "user": user},
-        "generated_at": format_instant(settings.now()),
+        "generated_at": format_instant(audit_now()),
     }
     if customer is not None:
         entry = next(

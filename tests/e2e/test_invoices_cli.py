@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -226,6 +227,8 @@ def test_roles_and_tenants_are_enforced_and_reads_are_logged(cli, spark) -> None
     )  # fmt: skip
     assert logged.rows == len(shown.stdout.splitlines())
     assert json.loads(logged.arguments)["customer"] == "acme"
+    # the read said --now 2026-02-21; the log says when it really happened
+    assert abs((datetime.now(UTC).replace(tzinfo=None) - logged.at).total_seconds()) < 600
 
 
 def test_final_invoices_go_to_stripe_once(cli, stripe_mock) -> None:
