@@ -5,15 +5,16 @@ Every meterlake table is queryable by its name (``views.current_usage``,
 ``silver.usage_day``, ``billing.invoices``, ...). Only the tables a query names are
 registered (a few catalog entries, not thirty). For a key scoped to one tenant each name
 is a view of that tenant's rows; of the tables without a tenant column it sees only the
-definitions every tenant shares (meters, plans, their charges, exchange rates). The
-statement must be a query: it is run as ``SELECT * FROM (<query>)``, which no DDL or DML
-parses as, and reading files by path (``delta.`/path```) is switched off for it, so the
-scope cannot be stepped around.
+definitions every tenant shares (meters, plans, their charges, exchange rates).
+
+What a query may contain is an allow-list checked on its parse before it runs
+(`meterlake.analytics.sql_guard`): those tables, CTEs, the listed functions, nothing that
+reads files, reflects into the JVM, changes the session or is a command. Reading files by
+path is switched off for the run as well.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.analytics.sql_guard import check_query, first_line
 from meterlake.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -40,11 +42,13 @@ class QueryResult:
     truncated: bool  # more rows than the limit were there
 
 
-def named_tables(query: str) -> list[tables.TableSpec]:
-    """The meterlake tables ``query`` mentions by qualified name (cold tier included as
-    ``cold.events``)."""
-    mentioned = {m.lower() for m in re.findall(r"\b([A-Za-z_]+\.[A-Za-z_]+)\b", query)}
-    return [spec for spec in tables.ALL_TABLES if _name(spec) in mentioned]
+def named_tables(names: set[str]) -> list[tables.TableSpec]:
+    """The meterlake tables of ``names`` (cold tier as ``cold.events``); refuses any other."""
+    specs = {_name(spec): spec for spec in tables.ALL_TABLES}
+    unknown = sorted(names - set(specs))
+    if unknown:
+        raise ConfigError(f"query: table {unknown[0]} is not one of meterlake's tables")
+    return [specs[name] for name in sorted(names)]
 
 
 def _name(spec: tables.TableSpec) -> str:
@@ -90,7 +94,7 @@ def run_query(
     statement = query.strip().rstrip(";").strip()
     if not statement:
         raise ConfigError("query: empty")
-    specs = named_tables(statement)
+    specs = named_tables(check_query(spark, statement))
     if tenant is not None:
         unscoped = [
             _name(s) for s in specs if "tenant_id" not in s.schema.fieldNames() and s not in SHARED
@@ -104,16 +108,10 @@ def run_query(
     with _registered(spark, settings, specs, tenant):
         spark.conf.set(PATH_READS, "false")
         try:
-            # On lines of its own, so a trailing `-- comment` cannot swallow the bracket.
-            frame = spark.sql(f"SELECT * FROM (\n{statement}\n) AS meterlake_query")
+            frame = spark.sql(statement)  # exactly the text check_query parsed
             rows = frame.limit(limit + 1).collect()
         except PySparkException as exc:
-            raise ConfigError(f"query: {_first_line(exc)}") from None
+            raise ConfigError(f"query: {first_line(exc)}") from None
         finally:
             spark.conf.set(PATH_READS, before)
     return QueryResult(frame.columns, rows[:limit], len(rows) > limit)
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -117,12 +117,21 @@ def test_sql_reads_within_the_tenant_scope_and_is_logged(spark, usage_warehouse:
     assert customers == {"globex"}
 
     bronze = tables.BRONZE_EVENTS.path(usage_warehouse)
+    published = Path(usage_warehouse.warehouse) / "serving" / "usage"
     refused = {
-        "DROP TABLE bronze.events": "query:",
-        "DELETE FROM bronze.events": "query:",
-        f"SELECT * FROM delta.`{bronze}`": "query:",
+        "DROP TABLE bronze.events": "DropTable",
+        "DELETE FROM bronze.events": "DeleteFromTable",
+        f"SELECT * FROM delta.`{bronze}`": f"table delta.{bronze.lower()}",
         "SELECT * FROM audit.query_log": "no tenant column",
         "   ": "empty",
+        # the reproduction: a secret, another tenant's published file, a write to disk
+        "SELECT reflect('java.lang.System', 'getenv', 'AWS_SECRET_ACCESS_KEY')": "reflect",
+        "SELECT reflect('org.apache.spark.util.Utils', 'getPropertiesFromFile',"
+        f" '{published}/default.json')": "function reflect",
+        "SELECT java_method('org.apache.spark.util.Utils', 'createDirectory', '/tmp',"
+        " 'x')": "function java_method",
+        f"SELECT * FROM table_changes_by_path('{bronze}', 0)": "a table-valued function",
+        "SET spark.sql.runSQLOnFiles=true": "SET",
     }
     for statement, message in refused.items():
         result = meterlake_here("sql", statement, env=scoped)
