@@ -23,6 +23,8 @@ from meterlake.errors import ConfigError, MeterlakeError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from meterlake.audit.access import Principal
+
 Command = Callable[[argparse.Namespace, Settings], int]
 WAIT_HELP = (
     "wait up to this long for another writer's lease (default $METERLAKE_LEASE_WAIT_SECONDS"
@@ -446,13 +448,43 @@ def _write_or_print(text: str, out: str | None) -> None:
 def cmd_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.audit.access import create_key
 
-    secret, principal = create_key(settings, args.tenant, args.role)
+    expires = _instant(args.expires, "--expires") if args.expires else None
+    secret, principal = create_key(
+        settings, args.tenant, args.role, by=args.principal, expires_at=expires
+    )
     print(secret)
+    until = f", expires {format_instant(expires)}" if principal.expires_at else ""
     print(
-        f"key {principal.key_id}: role {principal.role}, tenant {principal.tenant}"
+        f"key {principal.key_id}: role {principal.role}, tenant {principal.tenant}{until}"
         " (shown once; only its hash is stored)",
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.analytics.table import text_table
+    from meterlake.audit.access import list_keys
+
+    columns = ["key_id", "tenant", "role", "status", "created_at", "created_by", "expires_at"]
+    rows = [
+        (
+            r.principal.key_id, r.principal.tenant, r.principal.role, r.status,
+            format_instant(r.created_at), r.created_by,
+            format_instant(r.principal.expires_at) if r.principal.expires_at else "never",
+        )
+        for r in list_keys(settings, args.principal, args.tenant)
+    ]  # fmt: skip
+    print("\n".join(text_table(columns, rows)))
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.audit.access import revoke_key
+
+    record = revoke_key(settings, args.key_id, args.principal, args.tenant)
+    when = format_instant(record.revoked_at) if record.revoked_at else "?"
+    print(f"key {record.principal.key_id} revoked at {when} by {record.revoked_by}")
     return 0
 
 
@@ -466,13 +498,20 @@ def _log_read(args: argparse.Namespace, settings: Settings, spark: SparkSession,
     log_query(spark, settings, args.principal, args.command, arguments, tenant, rows)
 
 
-def _authorize(args: argparse.Namespace, settings: Settings) -> None:
-    """Check the caller's key against the command (no-op unless access control is on);
-    a tenant-scoped key limits commands that take ``--tenant`` to its tenant."""
-    from meterlake.audit.access import authenticate, authorize
+def _authorize(args: argparse.Namespace, settings: Settings, principal: Principal | None) -> None:
+    """Check the caller against the command (no-op unless access control is on): its key,
+    or the ``principal`` the server authenticated; a tenant-scoped key limits commands that
+    take ``--tenant`` to its tenant."""
+    from meterlake.audit.access import LOCAL_OPERATOR, AccessDenied, authenticate, authorize
 
-    principal = authenticate(settings, args.key or os.environ.get("METERLAKE_KEY"))
+    if principal is None:
+        principal = authenticate(settings, args.key or os.environ.get("METERLAKE_KEY"))
     args.principal = principal
+    if settings.pinned_now is not None and principal != LOCAL_OPERATOR and not settings.test_clock:
+        raise AccessDenied(
+            "--now: only the operator pins the clock (access control off), or a test"
+            " warehouse with METERLAKE_TEST_CLOCK=on"
+        )
     scopable = hasattr(args, "tenant")
     tenant = authorize(principal, args.action, getattr(args, "tenant", None), scopable=scopable)
     if scopable:
@@ -522,8 +561,9 @@ def cmd_anomalies(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.capture.app import serve
+    from meterlake.server_mode import add_command_routes
 
-    serve(settings, args.host, args.port)
+    serve(settings, args.host, args.port, add_command_routes)
     return 0
 
 
@@ -543,6 +583,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--now", help="pin the current instant (ISO 8601 with offset)")
     parser.add_argument("--key", help="access key (default $METERLAKE_KEY; see keys create)")
+    parser.add_argument(
+        "--server",
+        help="run the command on this meterlake serve (default $METERLAKE_SERVER; the key"
+        " is the only credential this machine needs)",
+    )
     parser.add_argument(
         "--master", help="Spark master (default $METERLAKE_SPARK_MASTER or local[2])"
     )
@@ -798,6 +843,19 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--role", default="analyst", help="engineer, analyst, auditor, finance or ingest (API)"
     )
+    create.add_argument("--expires", help="refused from this instant on (ISO 8601; default never)")
+    listing = add("list", cmd_keys_list, "the keys you may see (never a secret)", key_commands,
+                  action="warehouse.admin")  # fmt: skip
+    listing.add_argument("--tenant", help="only this tenant's keys (a tenant key implies its own)")
+    revoke = add(
+        "revoke",
+        cmd_keys_revoke,
+        "refuse a key from its next request on (kept in keys list as revoked)",
+        key_commands,
+        action="warehouse.admin",
+    )
+    revoke.add_argument("key_id", help="the key's id as keys list prints it (12 hex digits)")
+    revoke.add_argument("--tenant", help="the key's tenant (a tenant key implies its own)")
     serve = add(
         "serve",
         cmd_serve,
@@ -888,14 +946,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    server = args.server or os.environ.get("METERLAKE_SERVER")
+    if server:
+        from meterlake.server_client import call_server
+
+        key = args.key or os.environ.get("METERLAKE_KEY")
+        return call_server(server, key, _without_client_flags(argv), getattr(args, "out", None))
     try:
         settings = Settings.load(
             warehouse=args.warehouse, now=args.now, spark_master=args.master, wait=args.wait
         )
+    except MeterlakeError as exc:
+        print(f"meterlake: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return execute(args, settings)
+
+
+def _without_client_flags(argv: list[str]) -> list[str]:
+    """``argv`` without ``--server`` and ``--key`` (the server is reached, the key sent as
+    the bearer; neither belongs to the command it runs)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--server", "--key"):
+            skip = True
+        elif not arg.startswith(("--server=", "--key=")):
+            kept.append(arg)
+    return kept
+
+
+def execute(
+    args: argparse.Namespace, settings: Settings, principal: Principal | None = None
+) -> int:
+    """Authorise and run a parsed command; errors become one line and an exit code. The
+    one path for the direct CLI and the server's (``principal``: whom the server
+    authenticated)."""
+    try:
         if args.action is not None:
-            _authorize(args, settings)
+            _authorize(args, settings, principal)
         return args.func(args, settings)
     except MeterlakeError as exc:
         print(f"meterlake: error: {exc}", file=sys.stderr)

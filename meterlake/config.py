@@ -220,6 +220,7 @@ class Settings:
     stream_interval_seconds: int = 1
     rollup_interval_seconds: int = 60
     access_control: bool = False
+    test_clock: bool = False  # --now honoured for keyed callers (tests only; see clock.py)
     cold_root: str | None = None
     vacuum_retention_hours: int = 168
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -264,6 +265,7 @@ class Settings:
             stream_interval_seconds=max(1, _int(env, "METERLAKE_STREAM_INTERVAL_SECONDS", 1)),
             rollup_interval_seconds=max(1, _int(env, "METERLAKE_ROLLUP_INTERVAL_SECONDS", 60)),
             access_control=_switch(env, "METERLAKE_ACCESS_CONTROL"),
+            test_clock=_switch(env, "METERLAKE_TEST_CLOCK"),
             cold_root=_normalise_warehouse(env["METERLAKE_COLD_ROOT"])
             if env.get("METERLAKE_COLD_ROOT")
             else None,

@@ -29,6 +29,8 @@ class ApiServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("METERLAKE_NOW")}
         self.env.update({"METERLAKE_WAREHOUSE": self.warehouse, **env})
+        if "METERLAKE_NOW" in env:  # a pinned clock is a test server's, declared as such
+            self.env["METERLAKE_TEST_CLOCK"] = "on"
         self.process: subprocess.Popen | None = None
 
     def start(self) -> ApiServer:

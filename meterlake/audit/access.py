@@ -14,6 +14,10 @@ servers hold to send events to the capture API (and read their customers' usage)
 sees its one tenant; a key made with tenant ``*`` (the platform's own staff) sees every
 tenant. Commands that cannot be limited to one tenant (``pipeline run``, ``reconcile``...)
 need such a key.
+
+Keys have a life: one may carry an expiry, ``keys revoke`` ends it (the record is kept,
+marked revoked, so ``keys list`` and an auditor still see it), and a key mints only keys
+that can do no more than it can, in its own tenant (`create_key`).
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
+from meterlake.clock import audit_now, format_instant, parse_instant
 from meterlake.config import Settings
 from meterlake.errors import ConfigError, MeterlakeError
 from meterlake.ingest.landing import validate_tenant
@@ -64,32 +70,110 @@ class Principal:
     key_id: str  # the first 12 hex digits of the key's sha256: safe to log
     tenant: str
     role: str
+    expires_at: datetime | None = None  # refused from then on (None: never)
 
     def can_see(self, tenant: str) -> bool:
         return self.tenant in (ALL_TENANTS, tenant)
 
+    def expired(self) -> bool:
+        return self.expires_at is not None and audit_now() >= self.expires_at
+
 
 LOCAL_OPERATOR = Principal(key_id="local", tenant=ALL_TENANTS, role="operator")
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What ``_access/keys/<sha256>.json`` holds about a key (never the secret)."""
+
+    principal: Principal
+    created_at: datetime
+    created_by: str  # the minting key's id, or "local" for the operator
+    revoked_at: datetime | None = None
+    revoked_by: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.principal.expired() else "active"
+
+    def to_json(self) -> bytes:
+        p = self.principal
+        fields = {
+            "key_id": p.key_id, "tenant": p.tenant, "role": p.role,
+            "expires_at": _text(p.expires_at), "created_at": _text(self.created_at),
+            "created_by": self.created_by, "revoked_at": _text(self.revoked_at),
+            "revoked_by": self.revoked_by,
+        }  # fmt: skip
+        return json.dumps(fields, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> KeyRecord:
+        f = json.loads(data)
+        principal = Principal(f["key_id"], f["tenant"], f["role"], _instant(f.get("expires_at")))
+        return cls(
+            principal,
+            _instant(f.get("created_at")) or datetime.fromtimestamp(0, UTC),
+            f.get("created_by") or "local",
+            _instant(f.get("revoked_at")),
+            f.get("revoked_by"),
+        )
+
+
+def _text(value: datetime | None) -> str | None:
+    return format_instant(value) if value is not None else None
+
+
+def _instant(text: str | None) -> datetime | None:
+    return parse_instant(text) if text else None
 
 
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(settings: Settings, tenant: str, role: str) -> tuple[str, Principal]:
-    """A new key for ``tenant`` and ``role``; returns the secret (shown once) and its
-    principal."""
+def _store(settings: Settings):
+    return storage_for(settings, spool="_access/.tmp")
+
+
+def create_key(
+    settings: Settings,
+    tenant: str,
+    role: str,
+    *,
+    by: Principal = LOCAL_OPERATOR,
+    expires_at: datetime | None = None,
+) -> tuple[str, Principal]:
+    """A new key for ``tenant`` and ``role``, minted by ``by``; returns the secret (shown
+    once) and its principal.
+
+    No escalation: a key mints only keys whose role may do no more than its own (every
+    permission of the new role is one of its role's), within the tenants it sees, expiring
+    no later than it does. Only the local operator mints above that."""
     if role not in ROLES:
         raise ConfigError(f"--role: {role!r} is not one of {', '.join(ROLES)}")
     if role == "ingest" and tenant == ALL_TENANTS:
         raise ConfigError("--tenant: an ingest key sends one tenant's events; name the tenant")
     if tenant != ALL_TENANTS:
         validate_tenant(tenant)
+    if expires_at is not None and expires_at <= audit_now():
+        raise ConfigError(f"--expires: {format_instant(expires_at)} has passed")
+    if by != LOCAL_OPERATOR:
+        beyond = sorted(a for a, may in PERMISSIONS.items() if role in may and by.role not in may)
+        if beyond:
+            raise AccessDenied(
+                f"key {by.key_id} ({by.role}) may not mint a {role} key: it could {beyond[0]}"
+            )
+        if not by.can_see(tenant):  # an all-tenant key only from an all-tenant key
+            raise AccessDenied(f"key {by.key_id} is scoped to tenant {by.tenant}")
+        if by.expires_at is not None and (expires_at is None or expires_at > by.expires_at):
+            expires_at = by.expires_at  # a key cannot outlive the key that made it
     secret = "mlk_" + secrets.token_urlsafe(32)
     digest = _digest(secret)
-    principal = Principal(digest[:12], tenant, role)
-    entry = json.dumps(asdict(principal), sort_keys=True).encode()
-    storage_for(settings, spool="_access/.tmp").create(f"{KEYS_DIR}/{digest}.json", entry)
+    principal = Principal(digest[:12], tenant, role, expires_at)
+    record = KeyRecord(principal, audit_now(), by.key_id)
+    _store(settings).create(f"{KEYS_DIR}/{digest}.json", record.to_json())
     return secret, principal
 
 
@@ -99,16 +183,71 @@ def authenticate(settings: Settings, key: str | None) -> Principal:
         return LOCAL_OPERATOR
     if not key:
         raise AccessDenied("access control is on: set METERLAKE_KEY (or --key) to a key")
-    principal = lookup_key(settings, key)
-    if principal is None:
+    record = key_record(settings, key)
+    if record is None:
         raise AccessDenied("the key is not known to this warehouse")
-    return principal
+    refusal = refused(record)
+    if refusal:
+        raise AccessDenied(refusal)
+    return record.principal
+
+
+def refused(record: KeyRecord) -> str | None:
+    """Why a known key may not be used now (None: it may)."""
+    p = record.principal
+    if record.revoked_at is not None:
+        return f"key {p.key_id} was revoked at {format_instant(record.revoked_at)}"
+    if p.expired():
+        return f"key {p.key_id} expired at {format_instant(p.expires_at)}"
+    return None
+
+
+def key_record(settings: Settings, key: str) -> KeyRecord | None:
+    """The record of a key, or None for an unknown key (one storage read)."""
+    found = _store(settings).read(f"{KEYS_DIR}/{_digest(key)}.json")
+    return KeyRecord.from_json(found) if found is not None else None
 
 
 def lookup_key(settings: Settings, key: str) -> Principal | None:
-    """The principal a key was made for, or None for an unknown key (one storage read)."""
-    found = storage_for(settings, spool="_access/.tmp").read(f"{KEYS_DIR}/{_digest(key)}.json")
-    return Principal(**json.loads(found)) if found is not None else None
+    """The principal of a key that may be used now; None for an unknown, revoked or
+    expired key."""
+    record = key_record(settings, key)
+    return record.principal if record is not None and refused(record) is None else None
+
+
+def list_keys(settings: Settings, by: Principal, tenant: str | None = None) -> list[KeyRecord]:
+    """Every key ``by`` sees (its tenant's; all for an all-tenant key), or only
+    ``tenant``'s, oldest first."""
+    store = _store(settings)
+    records = []
+    for name in store.keys(KEYS_DIR):
+        data = store.read(name)
+        if name.endswith(".json") and data is not None:
+            record = KeyRecord.from_json(data)
+            if by.can_see(record.principal.tenant) and tenant in (None, record.principal.tenant):
+                records.append(record)
+    return sorted(records, key=lambda r: (r.created_at, r.principal.key_id))
+
+
+def revoke_key(
+    settings: Settings, key_id: str, by: Principal, tenant: str | None = None
+) -> KeyRecord:
+    """Revoke the key whose id is ``key_id`` (as ``keys list`` prints it), one ``by`` sees
+    (in ``tenant``, when given). Terminal and idempotent: a second revocation keeps the
+    first one's time."""
+    store = _store(settings)
+    matches = [n for n in store.keys(KEYS_DIR) if n.rsplit("/", 1)[-1].startswith(key_id)]
+    if len(key_id) < 12 or len(matches) != 1:
+        raise ConfigError(f"key_id: no key {key_id!r} (keys list shows the ids)")
+    data = store.read(matches[0])
+    record = KeyRecord.from_json(data) if data is not None else None
+    visible = record is not None and by.can_see(record.principal.tenant)
+    if record is None or not visible or tenant not in (None, record.principal.tenant):
+        raise ConfigError(f"key_id: no key {key_id!r} (keys list shows the ids)")
+    if record.revoked_at is None:
+        record = replace(record, revoked_at=audit_now(), revoked_by=by.key_id)
+        store.write(matches[0], record.to_json())
+    return record
 
 
 def authorize(

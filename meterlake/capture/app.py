@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +36,7 @@ from meterlake.capture.validate import EventValidator
 from meterlake.capture.writer import LandingWriter
 from meterlake.clock import format_instant
 from meterlake.config import Settings
+from meterlake.errors import ConfigError
 from meterlake.ingest import reasons
 from meterlake.ingest.landing import TENANT_PATTERN, LandingBatch
 
@@ -45,12 +47,18 @@ STORAGE_ERRORS: tuple[type[Exception], ...] = (OSError, BotoCoreError, ClientErr
 
 
 class KeyCache:
-    """Key → principal, read from the warehouse once per ``ttl`` seconds (unknown: 5 s)."""
+    """Key → principal, read from the warehouse once per ``ttl`` seconds (unknown: 5 s), so
+    a key revoked in the warehouse by another process is refused within ``ttl``; one
+    revoked through this server (`forget`) on its next request; an expired one at once."""
 
-    def __init__(self, settings: Settings, ttl: float = 30.0) -> None:
+    def __init__(self, settings: Settings, ttl: float = 5.0) -> None:
         self._settings = settings
         self._ttl = ttl
         self._known: dict[str, tuple[Principal | None, float]] = {}
+
+    def forget(self) -> None:
+        """Drop every cached key (after a revocation made here)."""
+        self._known.clear()
 
     def cached(self, key: str) -> bool:
         """Known here without a storage read (a key seen within its ttl, known or not)."""
@@ -59,7 +67,8 @@ class KeyCache:
 
     async def principal(self, key: str) -> Principal | None:
         if self.cached(key):
-            return self._known[key][0]
+            known = self._known[key][0]
+            return known if known is None or not known.expired() else None
         found = await asyncio.to_thread(lookup_key, self._settings, key)
         if len(self._known) >= 10_000:  # bounded: a flood of made-up keys cannot grow it
             self._known.clear()
@@ -204,7 +213,9 @@ def create_app(settings: Settings):
     for kind in STORAGE_ERRORS:
         app.add_exception_handler(kind, storage_unavailable)
 
-    async def authenticate(request: Request, action: str) -> Principal | JSONResponse:
+    async def authenticate(request: Request, action: str | None) -> Principal | JSONResponse:
+        """The bearer's principal, or the refusal; ``action`` None: the route authorises
+        what the principal may do itself (server mode runs the CLI's checks)."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
@@ -217,8 +228,9 @@ def create_app(settings: Settings):
                 return error(429, message, **{"Retry-After": str(wait)})
         principal = await capture.keys.principal(key)
         if principal is None:
-            return error(401, "the key is not known", **{"WWW-Authenticate": "Bearer"})
-        if principal.role not in PERMISSIONS[action]:
+            message = "the key is not known, or was revoked or has expired"
+            return error(401, message, **{"WWW-Authenticate": "Bearer"})
+        if action is not None and principal.role not in PERMISSIONS[action]:
             return error(403, f"role {principal.role} may not {action}")
         return principal
 
@@ -247,6 +259,8 @@ def create_app(settings: Settings):
         except TimeoutError:
             return error(408, f"the body did not arrive within {seconds:g} s")
         return bytes(body)
+
+    app.state.authenticate, app.state.read_body = authenticate, read_body
 
     @app.post(
         "/v1/events",
@@ -380,17 +394,29 @@ def create_app(settings: Settings):
     return app
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the API until SIGTERM/SIGINT (requests in flight finish first)."""
+def serve(
+    settings: Settings, host: str, port: int, routes: Callable[[Any, Settings], None] | None = None
+) -> None:
+    """Run the API until SIGTERM/SIGINT (requests in flight finish first). A server stamps
+    receipt times for every caller, so it runs on the real clock unless the operator says
+    it is a test server (``METERLAKE_TEST_CLOCK=on``)."""
     import uvicorn
 
     from meterlake.capture.slow_clients import protocol
     from meterlake.ingest.landing import ensure_landing
 
+    if settings.pinned_now is not None and not settings.test_clock:
+        raise ConfigError(
+            "--now: a server stamps receipt times with the real clock; a pinned one needs"
+            " METERLAKE_TEST_CLOCK=on (tests only)"
+        )
     ensure_landing(settings)
     print(f"meterlake API on http://{host}:{port} (warehouse {settings.warehouse}); SIGTERM stops")
+    app = create_app(settings)
+    if routes is not None:  # what the layers above add (server mode's command routes)
+        routes(app, settings)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         http=protocol(settings.api.header_timeout_seconds),

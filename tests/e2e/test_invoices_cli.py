@@ -212,10 +212,15 @@ def test_roles_and_tenants_are_enforced_and_reads_are_logged(cli, spark) -> None
         (analyst, "usage", "show", "--customer", "acme", "--tenant", "other"),
         (finance, "events", "load", str(folder / "late.jsonl")),
         (finance, "reconcile", "--as-of", "2026-02-18T00:00:00Z"),  # spans every tenant
-    ]
+        # a pinned clock is the operator's: a finance key cannot finalise a period early
+        (finance, "--now", "2027-01-01T00:00:00Z", "invoices", "run", "--as-of",
+         "2026-12-31T00:00:00Z"),
+        (analyst, "--now", "2026-02-21T00:00:00Z", "usage", "show", "--customer", "acme"),
+    ]  # fmt: skip
     for key, *args in refused:
         result = as_(key, *args)
         assert result.returncode == 4 and result.stderr.count("\n") == 1, (args, result.stderr)
+    enforced["METERLAKE_TEST_CLOCK"] = "on"  # a test warehouse may let keyed callers pin it
     shown = as_(analyst, "--now", "2026-02-21T00:00:00Z", "usage", "show", "--customer", "acme")
     assert shown.returncode == 0, shown.stderr
     settings = Settings.load(env=env)

@@ -73,3 +73,65 @@ def test_a_tenant_key_sees_only_its_tenant(enforced: Settings) -> None:
         authorize(analyst, "usage.read", "globex", scopable=True)
     with pytest.raises(AccessDenied, match="spans every tenant"):
         authorize(analyst, "usage.read", None, scopable=False)
+
+
+def test_a_key_mints_no_more_than_it_can_do_in_its_tenant(enforced: Settings) -> None:
+    from datetime import timedelta
+
+    from meterlake.clock import audit_now
+
+    until = audit_now() + timedelta(days=1)
+    _, engineer = create_key(enforced, "acme", "engineer", expires_at=until)
+    for role, tenant, message in (
+        ("finance", "acme", "may not mint a finance key"),
+        ("auditor", "acme", "may not mint a auditor key"),
+        ("analyst", "globex", "scoped to tenant acme"),
+        ("engineer", "*", "scoped to tenant acme"),
+    ):
+        with pytest.raises(AccessDenied, match=message):
+            create_key(enforced, tenant, role, by=engineer)
+    secret, analyst = create_key(enforced, "acme", "analyst", by=engineer)
+    assert analyst.expires_at == until  # not outliving the key that made it
+    assert authenticate(enforced, secret) == analyst
+
+
+def test_expired_and_revoked_keys_are_refused(enforced: Settings, monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import timedelta
+
+    from meterlake.audit import access
+    from meterlake.clock import audit_now
+
+    start = audit_now()
+    secret, principal = create_key(
+        enforced, "acme", "analyst", expires_at=start + timedelta(hours=1)
+    )
+    assert authenticate(enforced, secret) == principal
+    monkeypatch.setattr(access, "audit_now", lambda: start + timedelta(hours=2))
+    with pytest.raises(AccessDenied, match="expired at"):
+        authenticate(enforced, secret)
+    assert access.lookup_key(enforced, secret) is None
+    monkeypatch.undo()
+
+    secret, principal = create_key(enforced, "acme", "analyst")
+    with ThreadPoolExecutor(2) as pool:  # two revocations at once: one outcome
+        operator = access.LOCAL_OPERATOR
+        revoke = lambda _: access.revoke_key(enforced, principal.key_id, operator)  # noqa: E731
+        records = list(pool.map(revoke, range(2)))
+    assert all(r.revoked_at is not None for r in records)
+    with pytest.raises(AccessDenied, match=f"key {principal.key_id} was revoked"):
+        authenticate(enforced, secret)
+    (listed,) = [r for r in access.list_keys(enforced, access.LOCAL_OPERATOR)
+                 if r.principal == principal]  # fmt: skip
+    assert listed.status == "revoked"
+    with pytest.raises(ConfigError, match="key_id"):
+        access.revoke_key(enforced, principal.key_id[:6], access.LOCAL_OPERATOR)  # ambiguous
+
+
+def test_a_tenant_key_cannot_revoke_another_tenants_key(enforced: Settings) -> None:
+    from meterlake.audit.access import revoke_key
+
+    _, engineer = create_key(enforced, "acme", "engineer")
+    _, other = create_key(enforced, "globex", "analyst")
+    with pytest.raises(ConfigError, match="no key"):
+        revoke_key(enforced, other.key_id, engineer)
