@@ -136,3 +136,49 @@ class FlakyProxy:
 
     def close(self) -> None:
         self.listener.close()
+
+
+class PoisonProxy:
+    """An HTTP proxy to the API that answers 500 to any request whose body holds
+    ``marker``: a server with a bug one event triggers, every time (what an SDK must
+    isolate). Everything else goes to the real API and back unchanged."""
+
+    def __init__(self, upstream: str, marker: bytes) -> None:
+        import http.server
+
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if marker in body:
+                    proxy.refused += 1
+                    self._answer(500, b'{"error": "internal error"}')
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                answer = httpx.post(upstream + self.path, content=body, headers=headers)
+                self._answer(answer.status_code, answer.content)
+
+            def _answer(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self.refused = 0
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def start(self) -> PoisonProxy:
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from meterlake import __version__
-from meterlake.sdk.spool import DiskSpool
+from meterlake.sdk.spool import DEAD_LETTER, DiskSpool
 
 SDK = {"name": "meterlake-python", "version": __version__}
+TRANSIENT = (502, 503, 504)  # the API or its proxy is unavailable: wait, never isolate
 log = logging.getLogger("meterlake.sdk")
 
 
@@ -33,6 +34,7 @@ class Stats:
     duplicates: int = 0  # the API already had them (a retry after a lost answer)
     rejected: int = 0  # refused for good, kept in the spool's dead-letter file
     retries: int = 0  # failed attempts (network, 5xx, 429/503)
+    isolated: int = 0  # of the rejected: dead-lettered alone after repeated server errors
     last_error: str | None = None
 
 
@@ -45,6 +47,12 @@ class Client:
     one) for as long as it takes: offline, events wait on disk. ``flush`` waits for
     delivery; ``close`` (also run at exit) flushes for up to ``close_timeout`` seconds and
     leaves the rest on disk for the next start.
+
+    A segment the API answers with a server error (500, 501, 505...; not 502/503/504,
+    which say "unavailable, come back") ``poison_attempts`` times in a row is split in
+    halves, and a single event still refused that way is moved to the spool's dead-letter
+    file (named in the log; ``stats.isolated``), so one event the server cannot take does
+    not hold back every event after it.
     """
 
     def __init__(
@@ -60,6 +68,7 @@ class Client:
         max_backoff: float = 30.0,
         close_timeout: float = 5.0,
         fsync: bool = False,
+        poison_attempts: int = 3,
     ) -> None:
         import httpx
 
@@ -72,6 +81,8 @@ class Client:
         self.flush_interval = flush_interval
         self.max_backoff = max_backoff
         self.close_timeout = close_timeout
+        self.poison_attempts = max(1, poison_attempts)
+        self._server_errors: dict[str, int] = {}  # segment name → server errors in a row
         self.stats = Stats()
         self._http = httpx.Client(timeout=timeout)
         self._wake = threading.Event()
@@ -215,7 +226,32 @@ class Client:
         if status in (401, 403):  # a key problem: keep the events, retry slowly
             log.error("meterlake API refused the key (%s); events stay spooled", status)
             return 60.0
+        if status >= 500 and status not in TRANSIENT:
+            return self._server_error(segment, lines, status, answer.text[:500])
         return self._backoff(answer.headers.get("retry-after"))
+
+    def _server_error(self, segment: Path, lines: list[bytes], status: int, detail: str) -> float:
+        """Retry a segment the server fails on, then isolate what it keeps failing on."""
+        failures = self._server_errors.get(segment.name, 0) + 1
+        if failures < self.poison_attempts:
+            self._server_errors[segment.name] = failures
+            return self._backoff()
+        self._server_errors.pop(segment.name, None)
+        self._failures = 0  # the halves (or the events after) are tried at once
+        if len(lines) > 1:
+            log.warning("meterlake API fails on a batch of %d (HTTP %d): splitting it",
+                        len(lines), status)  # fmt: skip
+            self.spool.split(segment)
+            return 0.0
+        self.spool.dead_letter(lines[0], f"http_{status}", detail)
+        self.stats.rejected += 1
+        self.stats.isolated += 1
+        segment.unlink()
+        log.error(
+            "meterlake API failed on one event %d times (HTTP %d): moved to %s",
+            self.poison_attempts, status, self.spool.dir / DEAD_LETTER,
+        )  # fmt: skip
+        return 0.0
 
     def _settle(self, segment: Path, lines: list[bytes], results: list[dict]) -> None:
         for result in results:
@@ -227,4 +263,5 @@ class Client:
                 self.stats.rejected += 1
                 self.spool.dead_letter(lines[result["index"]], result["reason"], result["detail"])
         segment.unlink()
+        self._server_errors.pop(segment.name, None)
         self._failures = 0

@@ -14,7 +14,7 @@ from meterlake.audit.access import create_key
 from meterlake.config import Settings
 from meterlake.ingest.stream import run_landing_to_bronze
 from meterlake.sdk import Client
-from tests.capture_server import ApiServer, FlakyProxy, landed_lines
+from tests.capture_server import ApiServer, FlakyProxy, PoisonProxy, landed_lines
 from tests.e2e.test_crash_and_stream import prepare
 
 EVENTS = 100_000
@@ -91,3 +91,31 @@ def test_sdk_works_offline_and_drains_after_a_restart(tmp_path: Path) -> None:
     landed = [json.loads(line) for line in landed_lines(settings.warehouse, "shop")]
     assert [e["event_id"] for e in landed] == ids
     assert landed[0]["sdk"]["name"] == "meterlake-python"
+
+
+def test_sdk_isolates_an_event_the_server_keeps_failing_on(tmp_path: Path) -> None:
+    """One event among 17 triggers a server error every time: it ends alone in
+    the dead-letter file with its reason, and every other event, before and after it, is
+    delivered."""
+    settings = Settings.load(env={}).with_warehouse(str(tmp_path / "warehouse"))
+    key, _ = create_key(settings, "shop", "ingest")
+    server = ApiServer(settings.warehouse).start()
+    proxy = PoisonProxy(server.url, marker=b"poison-").start()
+    client = Client(key, proxy.url, spool_dir=tmp_path / "spool", batch_size=8,
+                    max_backoff=0.5)  # fmt: skip
+    try:
+        ids = [client.track("c1", "api_call", n, event_id=f"e{n}") for n in range(5)]
+        client.track("c1", "api_call", 1, event_id="poison-1")
+        ids += [client.track("c1", "api_call", n, event_id=f"e{n}") for n in range(5, 16)]
+        assert client.flush(timeout=120), client.stats
+        client.close()
+    finally:
+        proxy.close()
+        server.stop()
+    assert (client.stats.delivered, client.stats.rejected, client.stats.isolated) == (16, 1, 1)
+    (dead,) = [json.loads(line) for line in (tmp_path / "spool/dead-letter.jsonl").open()]
+    assert dead["reason"] == "http_500" and json.loads(dead["event"])["event_id"] == "poison-1"
+    landed = [json.loads(line)["event_id"] for line in landed_lines(settings.warehouse, "shop")]
+    assert sorted(landed) == sorted(ids)  # each request is its own landing batch
+    # 3 tries of the 8-event batch, then of each half holding it (4, 2, 1 events)
+    assert proxy.refused == 12
