@@ -45,8 +45,8 @@ if TYPE_CHECKING:
 REMOTE_COMMANDS = frozenset(
     {
         "usage show", "invoices run", "invoices export", "lineage", "reconcile", "sql",
-        "anomalies", "status", "gdpr export", "keys create", "keys list", "keys revoke",
-        "stripe sync", "webhooks deliver", "views refresh",
+        "anomalies", "status", "gdpr export", "gdpr verify", "keys create", "keys list",
+        "keys revoke", "stripe sync", "webhooks deliver", "views refresh",
     }
 )  # fmt: skip
 CALLER_FIXED = ("warehouse", "master", "key")  # the server's own, never the caller's

@@ -4,20 +4,24 @@ Billing must not change when a user is forgotten, and a user id is what ``unique
 meters count. So the id is replaced, everywhere it appears as a JSON string value, by one
 random pseudonym (``erased-<random>``): not derivable from the id, the same for all of the
 user's rows, so distinct counts, event counts, sums and invoices stay exactly as they were.
-Where it is replaced:
+Where it is replaced: where it is the user's (`meterlake.audit.subject_fields`), never in
+the fields that bill (a customer id equal to the user id stays), non-ASCII ids included:
 
-- ``bronze.events`` and ``cold.events``: ``user_id``, and quoted occurrences in
+- ``bronze.events`` and ``cold.events``: ``user_id``, and string values in
   ``properties`` and ``extra``;
-- ``bronze.quarantine``: the raw line;
-- the landing files holding the user's lines, rewritten in place (their sha256 before and
-  after go to the erasure record, so integrity checks can tell an erasure from tampering);
-- silver rollups of the days touched, recomputed (their HLL sketches hashed the id).
+- ``bronze.quarantine``: the raw line, field by field;
+- the landing files holding the user's lines, rewritten in place line by line, every
+  other byte kept (their sha256 before and after go to the erasure record, so integrity
+  checks can tell an erasure from tampering);
+- silver rollups of the days touched, recomputed (their HLL sketches hashed the id);
+- ``audit.query_log`` arguments naming the user (a ``gdpr export --user``, a SQL filter).
 
 ``audit.erasures`` keeps the pseudonym, the tenant, who asked, why, and the rows and
 files rewritten, but never the identifier. Superseded Delta files keep the old values
-until VACUUM removes them after the retention window (`meterlake tier run` vacuums;
-``METERLAKE_VACUUM_RETENTION_HOURS``, default 7 days, inside GDPR's one month); until then
-only time travel to versions before the erasure can show them. ``payload_sha256`` of the
+until VACUUM removes them after the retention window (`meterlake tier run` vacuums every
+table an erasure rewrites; ``METERLAKE_VACUUM_RETENTION_HOURS``, default 7 days, inside
+GDPR's one month); until then only time travel to versions before the erasure can show
+them, and ``meterlake gdpr verify`` lists them as pending. ``payload_sha256`` of the
 rewritten events stays as it was, so a resend of an original event is still recognised
 as a duplicate.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
@@ -33,6 +38,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.audit.subject_fields import PROTECTED, erase_in_line, quoted_forms
 from meterlake.clock import audit_now
 from meterlake.delta_io import append, delete_where, update_where
 from meterlake.errors import ConfigError
@@ -42,10 +48,11 @@ from meterlake.tiering.events import bronze_version, events_at
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, SparkSession
+    from pyspark.sql.types import StructType
 
     from meterlake.config import Settings
 
-TEXT_COLUMNS = ("properties", "extra")
+TEXT_COLUMNS = ("properties", "extra")  # JSON documents: string values are the user's
 
 
 @dataclass(frozen=True)
@@ -56,36 +63,82 @@ class Erasure:
     files: list[dict[str, str]]
 
 
-def _quoted(value: str) -> str:
-    return json.dumps(value)
+def named(user: str) -> str:
+    """A Java regex for ``user`` as a whole word of free text (a query's argument), as
+    written or \\u-escaped inside JSON: not inside a longer id (``bob`` in ``bobby``,
+    ``bob@x.io``). ``re.escape`` escapes only punctuation, which Java reads the same way."""
+    forms = sorted({user, json.dumps(user)[1:-1]})
+    return rf"(?<![\w.@+-])({'|'.join(re.escape(f) for f in forms)})(?![\w.@+-])"
+
+
+def _contains_any(column: Column, user: str) -> Column:
+    from pyspark.sql import functions as F
+
+    condition = F.lit(False)
+    for form in quoted_forms(user):
+        condition = condition | F.coalesce(column.contains(form), F.lit(False))
+    return condition
 
 
 def mentions(user: str) -> Column:
-    """Rows of an events table where ``user`` appears: its user_id or a quoted value."""
+    """Rows of an events table where ``user`` appears: its user_id or a string value in a
+    free-form column (ASCII-escaped or not)."""
     from pyspark.sql import functions as F
 
     condition = F.col("user_id") == user
     for column in TEXT_COLUMNS:
-        condition = condition | F.coalesce(F.col(column).contains(_quoted(user)), F.lit(False))
+        condition = condition | _contains_any(F.col(column), user)
     return condition
 
 
 def mentions_in_raw(tenant: str, user: str) -> Column:
-    """Quarantined lines of ``tenant`` whose raw bytes hold ``user`` as a JSON string."""
+    """Quarantined lines of ``tenant`` whose raw bytes may hold ``user``."""
     from pyspark.sql import functions as F
 
-    return (F.col("tenant_id") == tenant) & F.col("raw").cast("string").contains(_quoted(user))
+    return (F.col("tenant_id") == tenant) & _contains_any(F.col("raw").cast("string"), user)
+
+
+def _erase_text(column: Column, user: str, pseudonym: str) -> Column:
+    """``column`` (a JSON document) with ``user``'s string tokens replaced."""
+    from pyspark.sql import functions as F
+
+    for form in quoted_forms(user):
+        column = F.replace(column, F.lit(form), F.lit(json.dumps(pseudonym)))
+    return column
+
+
+def _erase_lines(body: bytes, user: str, pseudonym: str) -> bytes:
+    """Line by line, lines ending at ``\n`` only, as bronze's reader splits them."""
+    return b"\n".join(erase_in_line(line, user, pseudonym) for line in body.split(b"\n"))
+
+
+def mentions_anywhere(schema: StructType, user: str) -> Column:
+    """Rows of any table holding ``user``: ``user_id`` equal to it, or a text column that
+    is not a billing field (`PROTECTED`) holding it as a whole word or a JSON string."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BinaryType, StringType
+
+    condition = F.lit(False)
+    for field in schema.fields:
+        if field.name == "user_id":
+            condition = condition | F.coalesce(F.col("user_id") == user, F.lit(False))
+        elif field.name not in PROTECTED and isinstance(field.dataType, StringType | BinaryType):
+            text = F.col(field.name).cast("string")
+            found = F.coalesce(text.rlike(named(user)), F.lit(False))
+            condition = condition | found | _contains_any(text, user)
+    return condition
 
 
 def _rewrite_landing(settings: Settings, landing_files: list[str], user: str, pseudonym: str):
     storage = storage_for(settings)
-    old, new = _quoted(user).encode(), _quoted(pseudonym).encode()
     rewritten = []
     for key in landing_files:
         body = storage.read(key)
-        if body is None or old not in body:
+        if body is None:
             continue
-        replaced = body.replace(old, new)
+        replaced = _erase_lines(body, user, pseudonym)
+        if replaced == body:
+            continue
         storage.write(key, replaced)
         rewritten.append(
             {
@@ -121,6 +174,7 @@ def _erase(
     reason: str | None,
 ) -> Erasure:
     from pyspark.sql import functions as F
+    from pyspark.sql.types import BinaryType
 
     from meterlake.catalog.store import read_catalog
     from meterlake.rollups.refresh import refresh_rollups, refresh_touched
@@ -151,18 +205,26 @@ def _erase(
         "user_id": F.when(F.col("user_id") == user, F.lit(pseudonym)).otherwise(F.col("user_id"))
     }
     for column in TEXT_COLUMNS:
-        swap[column] = F.replace(F.col(column), F.lit(_quoted(user)), F.lit(_quoted(pseudonym)))
+        swap[column] = _erase_text(F.col(column), user, pseudonym)
     rows = {
         spec.qualified_name: update_where(spark, settings, spec, mine, swap, metadata=tag)
         for spec in (tables.BRONZE_EVENTS, tables.COLD_EVENTS)
     }
-    raw = F.replace(F.col("raw").cast("string"), F.lit(_quoted(user)), F.lit(_quoted(pseudonym)))
+    erase_raw = F.udf(lambda raw: erase_in_line(bytes(raw), user, pseudonym), BinaryType())
     rows[tables.BRONZE_QUARANTINE.qualified_name] = update_where(
         spark,
         settings,
         tables.BRONZE_QUARANTINE,
         in_quarantine,
-        {"raw": raw.cast("binary")},
+        {"raw": erase_raw(F.col("raw"))},
+        metadata=tag,
+    )
+    rows[tables.AUDIT_QUERY_LOG.qualified_name] = update_where(
+        spark,
+        settings,
+        tables.AUDIT_QUERY_LOG,
+        F.col("arguments").rlike(named(user)),
+        {"arguments": F.regexp_replace("arguments", named(user), pseudonym)},
         metadata=tag,
     )
     with hold(settings, ROLLUPS) as rollups:

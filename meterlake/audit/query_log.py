@@ -31,7 +31,7 @@ def log_query(
     query_id = f"q-{uuid.uuid4().hex[:16]}"
     row = (
         query_id, audit_now(), principal.key_id, principal.role, principal.tenant, tenant,
-        command, json.dumps(arguments, sort_keys=True, default=str), rows,
+        command, json.dumps(arguments, sort_keys=True, default=str, ensure_ascii=False), rows,
     )  # fmt: skip
     frame = spark.createDataFrame([row], tables.nullable_schema(tables.AUDIT_QUERY_LOG))
     append(frame, settings, tables.AUDIT_QUERY_LOG)

@@ -16,12 +16,13 @@ received when the backup was taken present in it.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from meterlake import tables
-from meterlake.clock import format_instant, parse_instant
+from meterlake.clock import audit_now, format_instant, parse_instant
 from meterlake.delta_io import per_table
 from meterlake.ingest.integrity import check_landing
 from meterlake.ingest.landing import manifest_entries
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from meterlake.config import Settings
 
 MANIFEST = "_backup.json"
+BACKUPS_DIR = "_backups"  # in the source: one record per backup taken of it
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,27 @@ def create_backup(
     )
     body = json.dumps(manifest.__dict__, indent=2, sort_keys=True) + "\n"
     storage_for(target).write(MANIFEST, body.encode())
+    # The source remembers its copies: an erasure cannot reach them, gdpr verify lists them.
+    made = {"target": target.warehouse, "created_at": format_instant(audit_now())}
+    record = json.dumps(made, sort_keys=True).encode()
+    storage_for(source).create(f"{BACKUPS_DIR}/{uuid.uuid4().hex}.json", record)
     return manifest
+
+
+def backups_made(source: Settings, *, before: str | None = None) -> list[dict[str, str]]:
+    """The backups taken of ``source`` (target, created_at), oldest first; only those made
+    before the instant ``before`` (ISO 8601) when given."""
+    storage = storage_for(source)
+    made = []
+    for key in storage.keys(BACKUPS_DIR + "/"):
+        data = storage.read(key)
+        if key.endswith(".json") and data is not None:
+            made.append(json.loads(data))
+    cut = parse_instant(before) if before else None
+    return sorted(
+        (m for m in made if cut is None or parse_instant(m["created_at"]) < cut),
+        key=lambda m: m["created_at"],
+    )
 
 
 @dataclass

@@ -28,6 +28,10 @@ VACUUMED_TABLES = (
     tables.COLD_EVENTS,
     tables.SILVER_USAGE_MINUTE,
     tables.SILVER_USAGE_HOUR,
+    # what a GDPR erasure rewrites besides: the old files hold the erased identifier
+    tables.BRONZE_QUARANTINE,
+    tables.SILVER_USAGE_DAY,
+    tables.AUDIT_QUERY_LOG,
 )
 DELTA_DEFAULT_HOURS = 168
 

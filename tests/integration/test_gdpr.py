@@ -116,3 +116,57 @@ def test_export_then_erase_a_user_in_every_tier(spark, warehouse, tmp_path: Path
     assert len(pseudonymous["events"]) == len(mentioning)
     run_invoices(spark, settings, settings.now())
     assert _snapshot(spark, settings) == before
+
+
+def test_erasure_is_field_exact_complete_and_verified(spark, warehouse, tmp_path: Path) -> None:
+    """A non-ASCII user (sent raw and \\u-escaped) and a user whose id equals a customer's:
+    only the user fields change, every copy goes (landing, bronze, quarantine, the query
+    log, superseded files once vacuumed), a backup made before is listed, and a replay
+    from the rewritten landing zone bills the same totals."""
+    from meterlake.audit.access import LOCAL_OPERATOR
+    from meterlake.audit.erasure_verify import verify_erased
+    from meterlake.audit.query_log import log_query
+    from meterlake.recovery.backup import create_backup
+    from meterlake.recovery.replay import replay
+    from meterlake.tiering.vacuum import vacuum_all
+
+    settings = replace(warehouse, pinned_now=datetime(2026, 2, 10, tzinfo=UTC))
+    store_catalog(spark, settings, parse_catalog_text(CATALOG, "catalog.yaml"))
+    muller = "jürgen.müller"
+    lines = [json.dumps(_call(n, n, muller if n % 2 else "acme"), ensure_ascii=n % 4 == 1)
+             for n in range(1, 21)]  # fmt: skip
+    lines.append(json.dumps(_call(50, 5, muller, customer="nobody"), ensure_ascii=False))
+    source = tmp_path / "usage.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    land_file(replace(warehouse, pinned_now=datetime(2026, 2, 4, tzinfo=UTC)), source, "default")
+    run_pipeline(spark, settings, **QUIET)
+    run_invoices(spark, settings, settings.now())
+    log_query(spark, settings, LOCAL_OPERATOR, "gdpr export", {"user": muller}, "default", 1)
+    before = _snapshot(spark, settings)
+    create_backup(spark, settings, settings.with_warehouse(str(tmp_path / "backup")), print)
+
+    assert not verify_erased(spark, settings, "default", muller).clean
+    first = erase_user(spark, settings, "default", muller, requested_by="test")
+    second = erase_user(spark, settings, "default", "acme", requested_by="test")
+    assert first.rows["bronze.events"] == 10 and first.rows["bronze.quarantine"] == 1
+    assert first.rows["audit.query_log"] == 1 and second.rows["bronze.events"] == 10
+    bronze = tables.read(spark, settings, tables.BRONZE_EVENTS)
+    assert {r.customer_id for r in bronze.collect()} == {"acme"}  # the customer is untouched
+    assert bronze.where(bronze.user_id.isin(muller, "acme")).count() == 0
+
+    run_invoices(spark, settings, settings.now())
+    assert _snapshot(spark, settings) == before
+    replayed = replay(spark, settings, settings.with_warehouse(str(tmp_path / "replayed")),
+                      lambda _: None)  # fmt: skip
+    assert replayed.differences == [] and replayed.invoices > 0
+
+    copies = verify_erased(spark, settings, "default", muller).copies
+    assert any("superseded files" in c.where for c in copies)  # until VACUUM
+    assert [c.where for c in copies if "backup" in c.note] == [str(tmp_path / "backup")]
+    vacuum_all(spark, replace(settings, vacuum_retention_hours=0), lambda _: None)
+    remaining = verify_erased(spark, settings, "default", muller).copies
+    assert [c.where for c in remaining] == [str(tmp_path / "backup")], remaining
+    storage = storage_for(settings)
+    landed = b"".join(storage.read(k) for k in storage.keys("landing/events/"))
+    assert muller.encode() not in landed and b"m\\u00fcller" not in landed
+    assert landed.count(b'"customer_id": "acme"') == 20  # the other field kept, byte for byte
