@@ -127,25 +127,25 @@ def add_command_routes(app: Any, settings: Settings) -> None:
         app.state.capture, app.state.authenticate, app.state.read_body
     )  # fmt: skip
 
-    async def run(request: Request, argv: list[str]) -> CommandResult | JSONResponse:
+    async def run(request: Request, argv_from) -> CommandResult | JSONResponse:
+        """Authenticate, read the body, take the command line from it, run it: the result,
+        or the refusal (an unauthenticated caller's body is never read)."""
         principal = await authenticate(request, None)
         if isinstance(principal, JSONResponse):
             return principal
-        result = await asyncio.to_thread(run_command, settings, principal, argv)
-        if result.command == "keys revoke" and result.exit_code == 0:
-            capture.keys.forget()  # refused from the next request, not the cache's next read
-        return result
-
-    async def arguments(request: Request, check) -> Any:
         raw = await read_body(request)
         if isinstance(raw, JSONResponse):
             return raw
         if too_deep(raw):
             return JSONResponse({"error": f"body nested deeper than {MAX_DEPTH}"}, 400)
         try:
-            return check(json.loads(raw))
+            argv = argv_from(json.loads(raw))
         except (ValueError, TypeError, KeyError) as exc:
             return JSONResponse({"error": f"body: {exc}"}, status_code=400)
+        result = await asyncio.to_thread(run_command, settings, principal, argv)
+        if result.command == "keys revoke" and result.exit_code == 0:
+            capture.keys.forget()  # refused from the next request, not the cache's next read
+        return result
 
     def argv_of(body: Any) -> list[str]:
         argv = body["argv"]
@@ -155,10 +155,7 @@ def add_command_routes(app: Any, settings: Settings) -> None:
 
     @app.post("/v1/cli", summary="Run a meterlake command as the key's holder (server mode)")
     async def post_cli(request: Request) -> JSONResponse:
-        argv = await arguments(request, argv_of)
-        if isinstance(argv, JSONResponse):
-            return argv
-        result = await run(request, argv)
+        result = await run(request, argv_of)
         return result if isinstance(result, JSONResponse) else JSONResponse(result.to_json())
 
     def sql_argv(body: Any) -> list[str]:
@@ -173,10 +170,7 @@ def add_command_routes(app: Any, settings: Settings) -> None:
 
     @app.post("/v1/sql", summary="A read-only, tenant-scoped, audited SQL query (rows as JSON)")
     async def post_sql(request: Request) -> JSONResponse:
-        argv = await arguments(request, sql_argv)
-        if isinstance(argv, JSONResponse):
-            return argv
-        result = await run(request, argv)
+        result = await run(request, sql_argv)
         if isinstance(result, JSONResponse):
             return result
         if result.exit_code != 0:

@@ -235,15 +235,18 @@ def revoke_key(
     """Revoke the key whose id is ``key_id`` (as ``keys list`` prints it), one ``by`` sees
     (in ``tenant``, when given). Terminal and idempotent: a second revocation keeps the
     first one's time."""
+    unknown = f"key_id: no key {key_id!r} (keys list shows the ids)"
+    if len(key_id) < 12:
+        raise ConfigError(unknown)
     store = _store(settings)
     matches = [n for n in store.keys(KEYS_DIR) if n.rsplit("/", 1)[-1].startswith(key_id)]
-    if len(key_id) < 12 or len(matches) != 1:
-        raise ConfigError(f"key_id: no key {key_id!r} (keys list shows the ids)")
+    if len(matches) != 1:
+        raise ConfigError(unknown)
     data = store.read(matches[0])
     record = KeyRecord.from_json(data) if data is not None else None
     visible = record is not None and by.can_see(record.principal.tenant)
     if record is None or not visible or tenant not in (None, record.principal.tenant):
-        raise ConfigError(f"key_id: no key {key_id!r} (keys list shows the ids)")
+        raise ConfigError(unknown)
     if record.revoked_at is None:
         record = replace(record, revoked_at=audit_now(), revoked_by=by.key_id)
         store.write(matches[0], record.to_json())

@@ -118,13 +118,14 @@ def mentions_anywhere(schema: StructType, user: str) -> Column:
     from pyspark.sql import functions as F
     from pyspark.sql.types import BinaryType, StringType
 
+    word = named(user)
     condition = F.lit(False)
     for field in schema.fields:
         if field.name == "user_id":
             condition = condition | F.coalesce(F.col("user_id") == user, F.lit(False))
         elif field.name not in PROTECTED and isinstance(field.dataType, StringType | BinaryType):
             text = F.col(field.name).cast("string")
-            found = F.coalesce(text.rlike(named(user)), F.lit(False))
+            found = F.coalesce(text.rlike(word), F.lit(False))
             condition = condition | found | _contains_any(text, user)
     return condition
 
@@ -219,12 +220,13 @@ def _erase(
         {"raw": erase_raw(F.col("raw"))},
         metadata=tag,
     )
+    word = named(user)
     rows[tables.AUDIT_QUERY_LOG.qualified_name] = update_where(
         spark,
         settings,
         tables.AUDIT_QUERY_LOG,
-        F.col("arguments").rlike(named(user)),
-        {"arguments": F.regexp_replace("arguments", named(user), pseudonym)},
+        F.col("arguments").rlike(word),
+        {"arguments": F.regexp_replace("arguments", word, pseudonym)},
         metadata=tag,
     )
     with hold(settings, ROLLUPS) as rollups:

@@ -14,6 +14,7 @@ topic's retention.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from meterlake import tables
@@ -107,12 +108,12 @@ def _normal(uri: str) -> str:
     return uri.replace("file:///", "/").replace("file:/", "/")
 
 
-def _latest_erasure(spark: SparkSession, settings: Settings, tenant: str) -> str | None:
+def _latest_erasure(spark: SparkSession, settings: Settings, tenant: str) -> datetime | None:
     from pyspark.sql import functions as F
 
     erasures = tables.read(spark, settings, tables.AUDIT_ERASURES)
     row = erasures.where(F.col("tenant_id") == tenant).agg(F.max("at").alias("at")).first()
-    return row.at.isoformat() + "Z" if row is not None and row.at is not None else None
+    return row.at.replace(tzinfo=UTC) if row is not None and row.at is not None else None
 
 
 def report(verification: Verification, user_label: str) -> list[str]:

@@ -71,18 +71,17 @@ def create_backup(
     return manifest
 
 
-def backups_made(source: Settings, *, before: str | None = None) -> list[dict[str, str]]:
+def backups_made(source: Settings, *, before: datetime | None = None) -> list[dict[str, str]]:
     """The backups taken of ``source`` (target, created_at), oldest first; only those made
-    before the instant ``before`` (ISO 8601) when given."""
+    before ``before`` when given."""
     storage = storage_for(source)
     made = []
     for key in storage.keys(BACKUPS_DIR + "/"):
         data = storage.read(key)
         if key.endswith(".json") and data is not None:
             made.append(json.loads(data))
-    cut = parse_instant(before) if before else None
     return sorted(
-        (m for m in made if cut is None or parse_instant(m["created_at"]) < cut),
+        (m for m in made if before is None or parse_instant(m["created_at"]) < before),
         key=lambda m: m["created_at"],
     )
 
