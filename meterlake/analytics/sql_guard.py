@@ -152,6 +152,7 @@ def check_query(spark: SparkSession, statement: str) -> set[str]:
     """Refuse ``statement`` unless every construct in it is allowed; returns the tables it
     names (lower case, ``layer.name``). The caller must run exactly this text: the check
     is of its parse, and a text that does not parse is refused here."""
+    from py4j.protocol import Py4JJavaError
     from pyspark.errors import PySparkException
 
     session = spark._jsparkSession.sessionState()
@@ -159,10 +160,15 @@ def check_query(spark: SparkSession, statement: str) -> set[str]:
         plan = session.sqlParser().parsePlan(statement)
     except PySparkException as exc:
         raise ConfigError(f"query: {first_line(exc)}") from None
+    except Py4JJavaError as exc:  # the parser's own stack gave out (thousands of levels)
+        error = exc.java_exception.getClass().getSimpleName()
+        if error != "StackOverflowError":
+            raise
+        raise ConfigError(f"query: nested deeper than {MAX_DEPTH} levels") from None
     load = spark._jvm.java.lang.Class.forName
     kinds = {name: load(name) for name in (_TREE, _PLAN, _ITERABLE, _PRODUCT, _OPTION)}
     found = _Found(builtins=_builtin_functions(session))
-    _walk(plan, kinds, found, 0)
+    _walk(plan, kinds, found)
     names = set()
     for parts in found.relations:
         if len(parts) == 1 and parts[0] in found.ctes:
@@ -173,10 +179,30 @@ def check_query(spark: SparkSession, statement: str) -> set[str]:
     return names
 
 
-def _walk(node: Any, kinds: dict, found: _Found, depth: int) -> None:
-    """Check one tree node and everything it holds."""
-    if depth > MAX_DEPTH:
-        raise ConfigError(f"query: nested deeper than {MAX_DEPTH} levels")
+def _walk(plan: Any, kinds: dict, found: _Found) -> None:
+    """Check every tree node the plan holds, through every field of every node. The walk
+    keeps its own stack: a query's depth must not become Python's recursion depth."""
+    pending = [(plan, 0)]
+    while pending:
+        value, depth = pending.pop()
+        if value is None or isinstance(value, str | int | float | bool):
+            continue
+        if kinds[_TREE].isInstance(value):
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"query: nested deeper than {MAX_DEPTH} levels")
+            _check_node(value, kinds, found)
+            fields, depth = value.productIterator(), depth + 1
+        elif kinds[_ITERABLE].isInstance(value):
+            fields = value.iterator()
+        elif kinds[_OPTION].isInstance(value) or kinds[_PRODUCT].isInstance(value):
+            fields = value.productIterator()
+        else:
+            continue
+        pending.extend((item, depth) for item in _drain(fields))
+
+
+def _check_node(node: Any, kinds: dict, found: _Found) -> None:
+    """Refuse one node unless its kind is listed; note the tables and CTEs it names."""
     kind = node.getClass().getSimpleName()
     is_plan = kinds[_PLAN].isInstance(node)
     if kind not in (PLAN_NODES if is_plan else EXPRESSIONS):
@@ -197,20 +223,6 @@ def _walk(node: Any, kinds: dict, found: _Found, depth: int) -> None:
     elif kind == "UnresolvedWith":
         for pair in _scala_list(node.cteRelations()):
             found.ctes.add(str(pair._1()).lower())
-    _walk_fields(node.productIterator(), kinds, found, depth + 1)
-
-
-def _walk_fields(fields: Any, kinds: dict, found: _Found, depth: int) -> None:
-    while fields.hasNext():
-        value = fields.next()
-        if value is None or isinstance(value, str | int | float | bool):
-            continue
-        if kinds[_TREE].isInstance(value):
-            _walk(value, kinds, found, depth)
-        elif kinds[_ITERABLE].isInstance(value):
-            _walk_fields(value.iterator(), kinds, found, depth)
-        elif kinds[_OPTION].isInstance(value) or kinds[_PRODUCT].isInstance(value):
-            _walk_fields(value.productIterator(), kinds, found, depth)
 
 
 def _allow_function(parts: list) -> None:
@@ -220,7 +232,11 @@ def _allow_function(parts: list) -> None:
 
 
 def _scala_list(seq: Any) -> list:
-    items, iterator = [], seq.iterator()
+    return _drain(seq.iterator())
+
+
+def _drain(iterator: Any) -> list:
+    items = []
     while iterator.hasNext():
         items.append(iterator.next())
     return items
