@@ -277,11 +277,14 @@ def rollups() -> dict[str, Any]:
 
 @task_body
 def views() -> dict[str, Any]:
-    """The materialised views rebuilt from the rollups."""
+    """The materialised views rebuilt from the rollups, and the API's reads of the last
+    hour folded into audit.query_log."""
     from meterlake.analytics.views import refresh_views
+    from meterlake.audit.query_log import fold_reads
 
     spark, settings = _open()
-    return refresh_views(spark, settings, progress=print).rows
+    rows = refresh_views(spark, settings, progress=print).rows
+    return {**rows, "api_reads_logged": fold_reads(spark, settings)}
 
 
 @task_body

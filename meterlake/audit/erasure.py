@@ -38,6 +38,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.audit.query_log import fold_reads
 from meterlake.audit.subject_fields import PROTECTED, erase_in_line, quoted_forms
 from meterlake.clock import audit_now
 from meterlake.delta_io import append, delete_where, update_where
@@ -221,6 +222,7 @@ def _erase(
         metadata=tag,
     )
     word = named(user)
+    fold_reads(spark, settings)  # the API's reads waiting in their spool, so they are here
     rows[tables.AUDIT_QUERY_LOG.qualified_name] = update_where(
         spark,
         settings,

@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from meterlake import __version__
 from meterlake.audit.access import PERMISSIONS, AccessDenied, Principal, authorize, lookup_key
+from meterlake.audit.read_spool import spool_read
 from meterlake.capture.body import BadBody, dump_line, parse_body
 from meterlake.capture.limits import Backlog, RateLimits
 from meterlake.capture.metrics import Metrics
@@ -329,6 +330,14 @@ def create_app(settings: Settings):
         }
         return JSONResponse(payload, status_code=status)
 
+    async def audited(
+        principal: Principal, command: str, arguments: dict, scope: str, found: Any
+    ) -> None:
+        """Log a read in audit.query_log's spool before its answer is sent (a storage
+        error here is the 503 of any storage error: nothing unlogged is served)."""
+        rows = 0 if found is None else 1
+        await asyncio.to_thread(spool_read, settings, principal, command, arguments, scope, rows)
+
     @app.get("/v1/usage", summary="Current-period usage of one customer (estimate until final)")
     async def get_usage(
         request: Request,
@@ -346,6 +355,7 @@ def create_app(settings: Settings):
         if isinstance(scope, JSONResponse):
             return scope
         found = await asyncio.to_thread(read_usage, settings, scope, wanted)
+        await audited(principal, "api GET /v1/usage", {"customer_id": wanted}, scope, found)
         if found is None:
             return error(404, f"no current usage for customer {wanted} in tenant {scope}")
         capture.metrics.inc("meterlake_api_requests_total", status="200")
@@ -360,6 +370,7 @@ def create_app(settings: Settings):
         if isinstance(scope, JSONResponse):
             return scope
         found = await asyncio.to_thread(read_dashboard, settings, scope)
+        await audited(principal, "api GET /v1/dashboard", {}, scope, found)
         if found is None:
             message = f"no dashboard published for tenant {scope} (meterlake views refresh)"
             return error(404, message)

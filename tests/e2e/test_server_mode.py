@@ -140,3 +140,53 @@ def test_keys_cannot_escalate_and_a_revoked_key_is_refused_next(
     again = as_analyst("usage", "show", "--customer", "globex")
     assert again.returncode == 4 and "revoked" in again.stderr, again.stderr
     assert "revoked" in run("keys", "list").stdout
+
+
+def test_the_apis_reads_are_in_the_query_log_once_even_beside_a_second_fold(
+    spark, usage_warehouse: Settings, server: ApiServer
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from meterlake.audit.query_log import fold_reads
+    from meterlake.audit.read_spool import READS
+    from meterlake.billing.current_usage import publish_usage
+
+    assert publish_usage(spark, usage_warehouse, {("t2", "globex")}, None) == 1
+    key = _operator(usage_warehouse, "keys", "create", "--tenant", "t2", "--role", "analyst")
+    auth = {"Authorization": f"Bearer {key}"}
+    reads = [("/v1/usage", {"customer_id": "globex"}), ("/v1/usage", {"customer_id": "nobody"}),
+             ("/v1/dashboard", {})]  # fmt: skip
+    answers = [httpx.get(f"{server.url}{path}", params=p, headers=auth) for path, p in reads]
+    assert [a.status_code for a in answers] == [200, 404, 200]
+    spool = Path(usage_warehouse.warehouse) / READS
+    waiting = sorted(spool.glob("*.json"))
+    assert len(waiting) >= 3  # on disk before the answers were sent
+    saved = {path: path.read_bytes() for path in waiting}
+
+    with ThreadPoolExecutor(2) as pool:  # two folds at once: each read logged once
+        list(pool.map(lambda _: fold_reads(spark, usage_warehouse), range(2)))
+    assert not list(spool.glob("*.json"))
+    for path, body in saved.items():  # a fold killed after its MERGE, before the deletes
+        path.write_bytes(body)
+    assert fold_reads(spark, usage_warehouse) == len(saved)
+
+    log = tables.read(spark, usage_warehouse, tables.AUDIT_QUERY_LOG)
+    mine = log.where(f"key_id = '{key_id(key)}'").collect()
+    assert sorted(
+        (r.command, json.loads(r.arguments).get("customer_id"), r.rows) for r in mine
+    ) == [
+        ("api GET /v1/dashboard", None, 1),
+        ("api GET /v1/usage", "globex", 1),
+        ("api GET /v1/usage", "nobody", 0),
+    ]
+    assert {(r.role, r.key_tenant, r.tenant) for r in mine} == {("analyst", "t2", "t2")}
+    assert log.groupBy("query_id").count().where("count > 1").count() == 0
+
+    # A read that cannot be logged is not served: the spool's folder made unwritable.
+    spool.rmdir()
+    spool.write_text("not a folder")
+    try:
+        refused = httpx.get(f"{server.url}/v1/usage", params=reads[0][1], headers=auth)
+        assert refused.status_code == 503 and "globex" not in refused.text, refused.text
+    finally:
+        spool.unlink()
