@@ -38,6 +38,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.audit.kafka_erasure import truncate_archived, uses_kafka
 from meterlake.audit.query_log import fold_reads
 from meterlake.audit.subject_fields import PROTECTED, erase_in_line, quoted_forms
 from meterlake.clock import audit_now
@@ -203,6 +204,7 @@ def _erase(
     erasure_id = secrets.token_hex(8)
     tag = f"gdpr:{erasure_id}"
     files = _rewrite_landing(settings, sorted(landing), user, pseudonym)
+    kafka = truncate_archived(settings) if uses_kafka(settings) else None
     swap = {
         "user_id": F.when(F.col("user_id") == user, F.lit(pseudonym)).otherwise(F.col("user_id"))
     }
@@ -231,6 +233,8 @@ def _erase(
         {"arguments": F.regexp_replace("arguments", word, pseudonym)},
         metadata=tag,
     )
+    if kafka is not None:
+        rows[f"kafka:{kafka.topic}"] = kafka.deleted
     with hold(settings, ROLLUPS) as rollups:
         # Rollups past the rewrite commits (they add no events), then the touched windows.
         refresh_rollups(spark, settings, progress=lambda _: None)

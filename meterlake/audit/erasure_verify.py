@@ -6,9 +6,10 @@ JSON string), the files Delta no longer references but VACUUM has not yet remove
 same test, read straight from Parquet), every landing file of the tenant line by line
 (`meterlake.audit.subject_fields`, so a customer id equal to the user id is not a copy),
 and the backups made before the tenant's latest erasure, which were copied with the id in
-them and are listed as still holding it until re-made. The Kafka topic, when one was
-used, is not rewritten by an erasure and is not scanned: its records leave it with the
-topic's retention.
+them and are listed as still holding it until re-made. When the Kafka stream has
+archived from its topic, the records the topic still holds (erasure deletes those landing
+has, `meterlake.audit.kafka_erasure`) are read too, the tenant's ones checked as landing
+lines are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.audit.erasure import mentions_anywhere
+from meterlake.audit.kafka_erasure import records_holding, uses_kafka
 from meterlake.audit.query_log import fold_reads
 from meterlake.audit.subject_fields import holds_subject
 from meterlake.ingest.landing import manifest_entries
@@ -72,6 +74,11 @@ def verify_erased(spark: SparkSession, settings: Settings, tenant: str, user: st
         lines = sum(holds_subject(line, user) for line in body.split(b"\n"))
         if lines:
             copies.append(Copy(batch.landing_file, lines, "landing lines"))
+    if uses_kafka(settings):
+        topic = f"kafka:{settings.kafka.topic}"
+        for partition, records in records_holding(settings, tenant, user).items():
+            copies.append(Copy(f"{topic} partition {partition}", records, "records the stream"
+                               " has not archived yet: erase again once it has"))  # fmt: skip
     for backup in backups_made(settings, before=_latest_erasure(spark, settings, tenant)):
         copies.append(Copy(backup["target"], 0, f"a backup made {backup['created_at']}, before"
                            " the erasure: re-make it, or erase the user there"))  # fmt: skip

@@ -203,3 +203,43 @@ def test_kafka_stream_is_exactly_once_across_a_sigkill_and_bills_as_the_file_pat
     from_kafka = run_invoices(spark, settings, RECEIVED, dry_run=True).invoices
     from_files = run_invoices(spark, by_file, RECEIVED, dry_run=True).invoices
     assert from_kafka and from_kafka == from_files
+
+
+def test_erasure_deletes_the_topics_archived_records_and_verify_reads_the_rest(
+    spark, warehouse: Settings, kafka_bootstrap: str
+) -> None:
+    from meterlake.audit.erasure import erase_user
+    from meterlake.audit.erasure_verify import verify_erased
+    from meterlake.audit.kafka_erasure import committed_offsets
+
+    settings = with_catalog(spark, on_topic(warehouse, kafka_bootstrap, "erasure-events"))
+    ensure_topic(settings)
+
+    def record(n: int, user: str) -> tuple[bytes, bytes]:
+        event = {"event_id": f"e{n}", "customer_id": "acme", "event_type": "api_call",
+                 "quantity": 1, "timestamp": "2026-03-01T10:00:00Z", "user_id": user}  # fmt: skip
+        return record_key("default", "acme"), json.dumps(event).encode()
+
+    produce(settings, [record(1, "bob"), record(2, "alice"), record(3, "bob")], RECEIVED)
+    run_pipeline(spark, settings, source="kafka")
+    assert sum(committed_offsets(settings).values()) == 3  # the stream's next offsets
+    produce(settings, [record(4, "bob")], RECEIVED)  # in the topic, not yet archived
+
+    first = erase_user(spark, settings, "default", "bob", requested_by="test")
+    assert first.rows["kafka:erasure-events"] == 3  # every archived record, alice's too
+
+    def left() -> list[tuple[str, int]]:  # superseded files wait for VACUUM (test_gdpr.py)
+        copies = verify_erased(spark, settings, "default", "bob").copies
+        return [(c.where.split(" partition ")[0], c.count) for c in copies
+                if "superseded" not in c.where]  # fmt: skip
+
+    assert left() == [("kafka:erasure-events", 1)]
+    # The stream reads on from what the topic still holds (no lost data), then erasure
+    # deletes that record too and nothing of bob is left.
+    run_pipeline(spark, settings, source="kafka")
+    bronze = tables.read(spark, settings, tables.BRONZE_EVENTS)
+    assert bronze.count() == 4 and bronze.where("user_id = 'bob'").count() == 1
+    second = erase_user(spark, settings, "default", "bob", requested_by="test")
+    assert second.rows["kafka:erasure-events"] == 1
+    assert left() == []
+    assert bronze.where("user_id = 'alice'").count() == 1

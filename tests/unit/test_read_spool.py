@@ -7,4 +7,4 @@ from meterlake.audit.read_spool import FIELDS
 
 
 def test_spooled_fields_are_the_query_logs_columns_in_order() -> None:
-    assert FIELDS == tuple(tables.AUDIT_QUERY_LOG.schema.fieldNames())
+    assert tuple(tables.AUDIT_QUERY_LOG.schema.fieldNames()) == FIELDS
