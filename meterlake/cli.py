@@ -199,7 +199,7 @@ def cmd_invoices_export(args: argparse.Namespace, settings: Settings) -> int:
     from meterlake.billing.export import write_export
 
     spark = _spark(settings)
-    count = write_export(spark, settings, args.out)
+    count = write_export(spark, settings, args.out, args.tenant)
     _log_read(args, settings, spark, count)
     print(f"exported {count} invoice(s) to {args.out}")
     return 0
@@ -719,6 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--format", choices=["json"], default="json")
     export.add_argument("--out", required=True, help="file to write")
+    export.add_argument("--tenant", help="only this tenant's invoices (a tenant key: its own)")
     usage = commands.add_parser("usage", help="current-period usage")
     usage_commands = usage.add_subparsers(dest="usage_command", required=True)
     show = add(

@@ -122,7 +122,7 @@ def _check_remote(args: argparse.Namespace) -> None:
 
 
 def add_command_routes(app: Any, settings: Settings) -> None:
-    """``POST /v1/cli`` and ``POST /v1/sql`` on the capture API's app."""
+    """``POST /v1/cli``, ``POST /v1/sql`` and ``GET /v1/invoices`` on the capture API's app."""
     capture, authenticate, read_body = (
         app.state.capture, app.state.authenticate, app.state.read_body
     )  # fmt: skip
@@ -139,7 +139,7 @@ def add_command_routes(app: Any, settings: Settings) -> None:
         if too_deep(raw):
             return JSONResponse({"error": f"body nested deeper than {MAX_DEPTH}"}, 400)
         try:
-            argv = argv_from(json.loads(raw))
+            argv = argv_from(json.loads(raw) if raw else None)  # a GET has no body
         except (ValueError, TypeError, KeyError) as exc:
             return JSONResponse({"error": f"body: {exc}"}, status_code=400)
         result = await asyncio.to_thread(run_command, settings, principal, argv)
@@ -168,13 +168,32 @@ def add_command_routes(app: Any, settings: Settings) -> None:
             ["--tenant", tenant] if tenant else []
         )
 
+    def refused(result: CommandResult) -> JSONResponse | None:
+        """A command's failure as the HTTP answer: 403 for access, else 400."""
+        if result.exit_code == 0:
+            return None
+        status = 403 if result.exit_code == 4 else 400
+        error = result.stderr.strip().removeprefix("meterlake: error: ")
+        return JSONResponse({"error": error}, status_code=status)
+
     @app.post("/v1/sql", summary="A read-only, tenant-scoped, audited SQL query (rows as JSON)")
     async def post_sql(request: Request) -> JSONResponse:
         result = await run(request, sql_argv)
         if isinstance(result, JSONResponse):
             return result
-        if result.exit_code != 0:
-            status = 403 if result.exit_code == 4 else 400
-            error = result.stderr.strip().removeprefix("meterlake: error: ")
-            return JSONResponse({"error": error}, status_code=status)
-        return JSONResponse({"rows": json.loads(result.stdout)})
+        return refused(result) or JSONResponse({"rows": json.loads(result.stdout)})
+
+    @app.get("/v1/invoices", summary="The key's tenant's invoices at their current revision")
+    async def get_invoices(
+        request: Request, tenant: str | None = None, customer_id: str | None = None
+    ) -> JSONResponse:
+        argv = ["invoices", "export", "--out", "invoices.json"]
+        result = await run(request, lambda _: argv + (["--tenant", tenant] if tenant else []))
+        if isinstance(result, JSONResponse):
+            return result
+        failed = refused(result)
+        if failed is not None or result.out is None:
+            return failed or JSONResponse({"error": "the export wrote nothing"}, 500)
+        invoices = json.loads(result.out)["invoices"]
+        wanted = [i for i in invoices if customer_id in (None, i["customer_id"])]
+        return JSONResponse({"invoices": wanted})

@@ -24,16 +24,21 @@ if TYPE_CHECKING:
     from meterlake.config import Settings
 
 
-def export_document(spark: SparkSession, settings: Settings) -> dict[str, Any]:
-    """``{"invoices": [...]}`` ordered by tenant, customer and period."""
-    lines = defaultdict(list)
-    for row in current_lines(spark, settings).orderBy("invoice_id", "line_no").collect():
-        lines[row.invoice_id].append(row)
-    invoices = (
-        tables.read(spark, settings, tables.BILLING_INVOICES)
-        .orderBy("tenant_id", "customer_id", "period_start")
-        .collect()
+def export_document(
+    spark: SparkSession, settings: Settings, tenant: str | None = None
+) -> dict[str, Any]:
+    """``{"invoices": [...]}`` ordered by tenant, customer and period; only ``tenant``'s
+    when one is given (the others are filtered out in Spark, never read into Python)."""
+    stored = tables.read(spark, settings, tables.BILLING_INVOICES)
+    if tenant is not None:
+        stored = stored.where(stored.tenant_id == tenant)
+    mine = current_lines(spark, settings).join(
+        stored.select("invoice_id"), "invoice_id", "left_semi"
     )
+    lines = defaultdict(list)
+    for row in mine.orderBy("invoice_id", "line_no").collect():
+        lines[row.invoice_id].append(row)
+    invoices = stored.orderBy("tenant_id", "customer_id", "period_start").collect()
 
     def when(value) -> str:
         return format_instant(from_table(value))
@@ -92,9 +97,12 @@ def export_document(spark: SparkSession, settings: Settings) -> dict[str, Any]:
     }
 
 
-def write_export(spark: SparkSession, settings: Settings, out: str | Path) -> int:
-    """Write the export to ``out`` atomically; returns the number of invoices."""
-    document = export_document(spark, settings)
+def write_export(
+    spark: SparkSession, settings: Settings, out: str | Path, tenant: str | None = None
+) -> int:
+    """Write the export (of ``tenant`` only, when given) to ``out`` atomically; returns the
+    number of invoices."""
+    document = export_document(spark, settings, tenant)
     target = Path(out)
     partial = target.with_name(f".{target.name}.partial")
     partial.write_text(json.dumps(document, indent=2) + "\n")

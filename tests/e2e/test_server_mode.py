@@ -98,10 +98,23 @@ def test_a_tenant_key_through_the_server_sees_only_its_tenant(
         bad = httpx.post(f"{server.url}/v1/cli", content=body, headers=auth)
         assert bad.status_code == 400, (body, bad.text)
 
+    # Invoices: finance's, the key's tenant only (this warehouse has none yet).
+    refused = httpx.get(f"{server.url}/v1/invoices", headers=auth)
+    assert refused.status_code == 403 and "role analyst may not" in refused.json()["error"]
+    finance = _operator(usage_warehouse, "keys", "create", "--tenant", "t2", "--role", "finance")
+    books = {"Authorization": f"Bearer {finance}"}
+    listed = httpx.get(f"{server.url}/v1/invoices", headers=books, timeout=120)
+    assert listed.status_code == 200 and listed.json() == {"invoices": []}, listed.text
+    other = httpx.get(f"{server.url}/v1/invoices", params={"tenant": "default"}, headers=books)
+    assert other.status_code == 403 and "scoped to tenant t2" in other.json()["error"]
+    assert httpx.get(f"{server.url}/v1/invoices").status_code == 401
+
     # Every read through the server is in the query log, as the key's holder.
     log = tables.read(spark, usage_warehouse, tables.AUDIT_QUERY_LOG).collect()
     mine_logged = [r for r in log if r.key_id == key_id(key) and r.command == "sql"]
     assert len(mine_logged) == 2 and {r.tenant for r in mine_logged} == {"t2"}
+    exports = [r for r in log if r.key_id == key_id(finance)]
+    assert [(r.command, r.tenant) for r in exports] == [("invoices export", "t2")]
 
 
 def key_id(secret: str) -> str:

@@ -119,12 +119,20 @@ def totals(run) -> dict[tuple[str, str], list[tuple[str, Decimal]]]:
     return found
 
 
-def test_tenants_with_equal_customer_ids_are_billed_apart(billed) -> None:
-    _, first = billed
+def test_tenants_with_equal_customer_ids_are_billed_apart(spark, billed) -> None:
+    from meterlake.billing.export import export_document
+
+    settings, first = billed
     assert totals(first) == {
         ("t1", "c1"): [("draft", Decimal("22.00"))],  # 10 + 150×0.01 + 2 seats×3 + 9 GB×0.5
         ("t2", "c1"): [("final", Decimal("20.00"))],  # 24 h grace: closed at as-of
     }
+    # One tenant's export holds its invoices, each with all its lines, and nothing else.
+    every = export_document(spark, settings)["invoices"]
+    for tenant in ("t1", "t2"):
+        mine = export_document(spark, settings, tenant)["invoices"]
+        assert mine == [i for i in every if i["tenant_id"] == tenant] and mine
+    assert export_document(spark, settings, "t3") == {"invoices": []}
 
 
 def test_late_events_are_adjustments_and_finals_do_not_move(spark, billed) -> None:
