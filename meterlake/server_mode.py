@@ -76,21 +76,28 @@ def run_command(settings: Settings, principal: Principal, argv: list[str]) -> Co
         stdout, stderr = io.StringIO(), io.StringIO()
         out = Path(private) / "out"
         with redirect_stdout(stdout), redirect_stderr(stderr):
-            command, code = _run(settings, principal, argv, out)
+            command, code, asked = _run(settings, principal, argv, out)
         data = out.read_bytes() if out.exists() else None
-        return CommandResult(command, code, stdout.getvalue(), stderr.getvalue(), data)
+
+        def caller_paths(text: str) -> str:  # the caller's --out, not the server's folder
+            return text.replace(str(out), asked) if asked else text
+
+        texts = (caller_paths(stdout.getvalue()), caller_paths(stderr.getvalue()))
+        return CommandResult(command, code, *texts, data)
 
 
 def _run(
     settings: Settings, principal: Principal, argv: list[str], out: Path
-) -> tuple[str | None, int]:
+) -> tuple[str | None, int, str | None]:
+    """The command's name, exit code and the ``--out`` the caller asked for."""
     from meterlake import cli
 
     try:
         args = cli.build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or argparse's own one-line error (already printed)
-        return None, exc.code if isinstance(exc.code, int) else 2
-    return args.command, _execute(settings, principal, args, out)
+        return None, exc.code if isinstance(exc.code, int) else 2, None
+    asked = getattr(args, "out", None)
+    return args.command, _execute(settings, principal, args, out), asked
 
 
 def _execute(settings: Settings, principal: Principal, args: argparse.Namespace, out: Path) -> int:
@@ -122,7 +129,8 @@ def _check_remote(args: argparse.Namespace) -> None:
 
 
 def add_command_routes(app: Any, settings: Settings) -> None:
-    """``POST /v1/cli``, ``POST /v1/sql`` and ``GET /v1/invoices`` on the capture API's app."""
+    """``POST /v1/cli``, ``POST /v1/sql``, ``GET /v1/invoices`` and an invoice line's
+    lineage on the capture API's app."""
     capture, authenticate, read_body = (
         app.state.capture, app.state.authenticate, app.state.read_body
     )  # fmt: skip
@@ -197,3 +205,23 @@ def add_command_routes(app: Any, settings: Settings) -> None:
         invoices = json.loads(result.out)["invoices"]
         wanted = [i for i in invoices if customer_id in (None, i["customer_id"])]
         return JSONResponse({"invoices": wanted})
+
+    @app.get(
+        "/v1/invoices/{invoice_id}/lineage",
+        summary="One line's trace to aggregates, events and landing files, with its events",
+    )
+    async def get_lineage(
+        request: Request, invoice_id: str, line_id: str, tenant: str | None = None
+    ) -> JSONResponse:
+        def argv(_: Any) -> list[str]:
+            if not line_id.startswith(f"{invoice_id}-"):
+                raise ValueError(f"line_id {line_id!r} is not a line of invoice {invoice_id!r}")
+            scope = ["--tenant", tenant] if tenant else []
+            return ["lineage", "--invoice-line", line_id, "--out", "events.jsonl", *scope]
+
+        result = await run(request, argv)
+        if isinstance(result, JSONResponse):
+            return result
+        events = [json.loads(line) for line in (result.out or b"").splitlines() if line]
+        report = result.stdout.splitlines()
+        return refused(result) or JSONResponse({"report": report, "events": events})

@@ -13,8 +13,10 @@ import json
 import time
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
+from tests.capture_server import ApiServer
 from tests.e2e.cli import cli_env, meterlake, meterlake_here
 from tests.e2e.test_cli import one_line_error
 
@@ -157,9 +159,27 @@ def test_late_usage_adjusts_the_next_invoice_and_finals_never_change(cli, spark)
     kuwait = invoices[KUWAIT_FEB]
     assert [li["amount"] for li in kuwait["lines"]] == ["12.345", "0.000", "1.250"]  # 100 × 0.0125
     assert kuwait["total"] == "13.595"
-    trace = run("lineage", "--invoice-line", second["lines"][3]["line_id"])
+    line_id = second["lines"][3]["line_id"]
+    trace = run("lineage", "--invoice-line", line_id)
     assert "late.jsonl" not in trace  # landing keeps its own names: the batch file is shown
     assert "1 event(s) from 1 landing file(s)" in trace and "matches the line" in trace
+    # The same trace through the API, for a tenant-scoped finance key.
+    key = run("keys", "create", "--tenant", "default", "--role", "finance").strip()
+    server = ApiServer(str(folder / "warehouse"), METERLAKE_ACCESS_CONTROL="on").start()
+    try:
+        url = f"{server.url}/v1/invoices/{second['invoice_id']}/lineage"
+        auth = {"Authorization": f"Bearer {key}"}
+        traced = httpx.get(url, params={"line_id": line_id}, headers=auth, timeout=300)
+        assert traced.status_code == 200, traced.text
+        report = traced.json()["report"]  # the CLI's, and where the events went
+        named = "  full event list (1 event(s)) written to events.jsonl"
+        assert [r for r in report if r != named] == trace.strip().splitlines() and named in report
+        assert [e["quantity"] for e in traced.json()["events"]] == ["600.000000000"]  # exact
+        wrong = httpx.get(url, params={"line_id": "in_elsewhere-001"}, headers=auth)
+        assert wrong.status_code == 400 and "is not a line of invoice" in wrong.text
+        assert httpx.get(url, params={"line_id": line_id}).status_code == 401
+    finally:
+        server.stop()
     checked = run("reconcile", "--as-of", as_of, now=as_of)
     assert "result: all checks agree" in checked and "post_invoice" in checked
 
@@ -225,7 +245,8 @@ def test_roles_and_tenants_are_enforced_and_reads_are_logged(cli, spark) -> None
     assert shown.returncode == 0, shown.stderr
     settings = Settings.load(env=env)
     log = tables.read(spark, settings, tables.AUDIT_QUERY_LOG).collect()
-    assert {r.role for r in log} <= {"operator", "analyst"}  # earlier tests read as operator
+    # earlier tests read as the operator, and as finance through the API
+    assert {r.role for r in log} <= {"operator", "analyst", "finance"}
     (logged,) = [r for r in log if r.role == "analyst"]  # refused commands logged nothing
     assert (logged.role, logged.key_tenant, logged.tenant, logged.command) == (
         "analyst", "default", "default", "usage show",
