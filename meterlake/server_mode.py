@@ -117,6 +117,11 @@ def _execute(settings: Settings, principal: Principal, args: argparse.Namespace,
     return cli.execute(args, remote, principal)
 
 
+def _tenant_flag(tenant: str | None) -> list[str]:
+    """A route's ``tenant`` parameter as the command's flag (none: the key's own)."""
+    return ["--tenant", tenant] if tenant else []
+
+
 def _check_remote(args: argparse.Namespace) -> None:
     if args.command not in REMOTE_COMMANDS or args.action is None:
         raise ConfigError(
@@ -172,9 +177,7 @@ def add_command_routes(app: Any, settings: Settings) -> None:
             raise TypeError("query must be a string and limit an integer")
         if tenant is not None and not isinstance(tenant, str):
             raise TypeError("tenant must be a string")
-        return ["sql", query, "--format", "json", "--limit", str(limit)] + (
-            ["--tenant", tenant] if tenant else []
-        )
+        return ["sql", query, "--format", "json", "--limit", str(limit), *_tenant_flag(tenant)]
 
     def refused(result: CommandResult) -> JSONResponse | None:
         """A command's failure as the HTTP answer: 403 for access, else 400."""
@@ -195,8 +198,8 @@ def add_command_routes(app: Any, settings: Settings) -> None:
     async def get_invoices(
         request: Request, tenant: str | None = None, customer_id: str | None = None
     ) -> JSONResponse:
-        argv = ["invoices", "export", "--out", "invoices.json"]
-        result = await run(request, lambda _: argv + (["--tenant", tenant] if tenant else []))
+        argv = ["invoices", "export", "--out", "invoices.json", *_tenant_flag(tenant)]
+        result = await run(request, lambda _: argv)
         if isinstance(result, JSONResponse):
             return result
         failed = refused(result)
@@ -216,8 +219,8 @@ def add_command_routes(app: Any, settings: Settings) -> None:
         def argv(_: Any) -> list[str]:
             if not line_id.startswith(f"{invoice_id}-"):
                 raise ValueError(f"line_id {line_id!r} is not a line of invoice {invoice_id!r}")
-            scope = ["--tenant", tenant] if tenant else []
-            return ["lineage", "--invoice-line", line_id, "--out", "events.jsonl", *scope]
+            flags = ["--invoice-line", line_id, "--out", "events.jsonl", *_tenant_flag(tenant)]
+            return ["lineage", *flags]
 
         result = await run(request, argv)
         if isinstance(result, JSONResponse):

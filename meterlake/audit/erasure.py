@@ -38,7 +38,7 @@ from datetime import date
 from typing import TYPE_CHECKING
 
 from meterlake import tables
-from meterlake.audit.kafka_erasure import truncate_archived, uses_kafka
+from meterlake.audit.kafka_erasure import truncate_archived
 from meterlake.audit.query_log import fold_reads
 from meterlake.audit.subject_fields import PROTECTED, erase_in_line, quoted_forms
 from meterlake.clock import audit_now
@@ -204,7 +204,7 @@ def _erase(
     erasure_id = secrets.token_hex(8)
     tag = f"gdpr:{erasure_id}"
     files = _rewrite_landing(settings, sorted(landing), user, pseudonym)
-    kafka = truncate_archived(settings) if uses_kafka(settings) else None
+    kafka = truncate_archived(settings)
     swap = {
         "user_id": F.when(F.col("user_id") == user, F.lit(pseudonym)).otherwise(F.col("user_id"))
     }

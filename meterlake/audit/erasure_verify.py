@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.audit.erasure import mentions_anywhere
-from meterlake.audit.kafka_erasure import records_holding, uses_kafka
+from meterlake.audit.kafka_erasure import records_holding
 from meterlake.audit.query_log import fold_reads
 from meterlake.audit.subject_fields import holds_subject
+from meterlake.ingest.kafka_topic import archived_offsets
 from meterlake.ingest.landing import manifest_entries
 from meterlake.recovery.backup import backups_made
 from meterlake.storage import storage_for
@@ -68,13 +69,14 @@ def verify_erased(spark: SparkSession, settings: Settings, tenant: str, user: st
                                    "removed by the next VACUUM past the retention window"
                                    " (meterlake tier run)"))  # fmt: skip
     storage = storage_for(settings)
-    batches = [b for b in manifest_entries(settings) if b.tenant_id == tenant]
+    entries = list(manifest_entries(settings))
+    batches = [b for b in entries if b.tenant_id == tenant]
     for batch in batches:
         body = storage.read(batch.landing_file) or b""
         lines = sum(holds_subject(line, user) for line in body.split(b"\n"))
         if lines:
             copies.append(Copy(batch.landing_file, lines, "landing lines"))
-    if uses_kafka(settings):
+    if archived_offsets(entries, settings.kafka.topic):  # the stream has read the topic
         topic = f"kafka:{settings.kafka.topic}"
         for partition, records in records_holding(settings, tenant, user).items():
             copies.append(Copy(f"{topic} partition {partition}", records, "records the stream"

@@ -34,11 +34,6 @@ class Truncation:
     low_watermarks: dict[int, int]  # partition → its first record still in the topic
 
 
-def uses_kafka(settings: Settings) -> bool:
-    """Whether the stream has archived anything from the configured topic."""
-    return bool(archived_offsets(manifest_entries(settings), settings.kafka.topic))
-
-
 def committed_offsets(settings: Settings) -> dict[int, int]:
     """partition → the next offset the stream reads, from its checkpoint's last committed
     micro-batch (Spark's ``offsets/<n>``: a version line, metadata, then the source's
@@ -55,14 +50,17 @@ def committed_offsets(settings: Settings) -> dict[int, int]:
     return {int(p): int(o) for p, o in source.get(settings.kafka.topic, {}).items()}
 
 
-def truncate_archived(settings: Settings) -> Truncation:
+def truncate_archived(settings: Settings) -> Truncation | None:
     """Delete the topic's records that are both archived into landing and committed by
-    the stream."""
+    the stream; None when the stream has archived nothing from the topic (no broker is
+    asked)."""
     from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient
 
     topic = settings.kafka.topic
     archived = archived_offsets(manifest_entries(settings), topic)
+    if not archived:
+        return None
     committed = committed_offsets(settings)
     cut = {p: min(high + 1, committed.get(p, 0)) for p, high in archived.items()}
     consumer = Consumer(client_config(settings, **{"group.id": "meterlake-erasure"}))

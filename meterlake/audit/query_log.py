@@ -45,13 +45,13 @@ def log_query(
 def fold_reads(spark: SparkSession, settings: Settings) -> int:
     """Move the API's spooled reads into ``audit.query_log``; returns how many were
     waiting. Safe beside another fold and after a fold killed at any point."""
-    keys, rows = spooled_reads(settings)
+    storage = storage_for(settings)
+    keys, rows = spooled_reads(storage)
     if rows:
         spec = tables.AUDIT_QUERY_LOG
         frame = spark.createDataFrame(rows, tables.nullable_schema(spec))
         earliest = min(row[1] for row in rows).isoformat()  # prunes the files the MERGE reads
         insert_missing(frame, settings, spec, ["query_id"], scope=f"t.at >= TIMESTAMP '{earliest}'")
-    storage = storage_for(settings)
     for key in keys:
         storage.delete(key)
     return len(rows)

@@ -19,9 +19,10 @@ from meterlake.storage import storage_for
 if TYPE_CHECKING:
     from meterlake.audit.access import Principal
     from meterlake.config import Settings
+    from meterlake.storage import Storage
 
 READS = "_audit/reads"  # the API's reads, each a file until folded into the table
-# audit.query_log's columns in order (tests/unit/test_query_log.py holds the two equal)
+# audit.query_log's columns in order (tests/unit/test_read_spool.py holds the two equal)
 FIELDS = ("query_id", "at", "key_id", "role", "key_tenant", "tenant", "command", "arguments",
           "rows")  # fmt: skip
 
@@ -37,27 +38,18 @@ def log_entry(
     )  # fmt: skip
 
 
-def spool_read(
-    settings: Settings,
-    principal: Principal,
-    command: str,
-    arguments: dict[str, Any],
-    tenant: str | None,
-    rows: int,
-) -> str:
-    """Record one read durably; returns its id. Raises when the record cannot be written:
-    a read that cannot be logged is not served."""
-    row = log_entry(principal, command, arguments, tenant, rows)
+def spool_read(settings: Settings, row: tuple) -> str:
+    """Record one read (a `log_entry` row) durably; returns its id. Raises when the record
+    cannot be written: a read that cannot be logged is not served."""
     document = dict(zip(FIELDS, row, strict=True)) | {"at": row[1].isoformat()}
     if not storage_for(settings).create(f"{READS}/{row[0]}.json", json.dumps(document).encode()):
         raise FileExistsError(f"audit: read {row[0]} already spooled")  # a uuid repeated: 503
     return row[0]
 
 
-def spooled_reads(settings: Settings) -> tuple[list[str], list[tuple]]:
+def spooled_reads(storage: Storage) -> tuple[list[str], list[tuple]]:
     """The spooled files and their rows (in FIELDS' order). A file another fold deleted
     after the listing is skipped: its row is in the table already."""
-    storage = storage_for(settings)
     keys = list(storage.keys(READS))
     rows = []
     for body in map(storage.read, keys):

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from meterlake import __version__
 from meterlake.audit.access import PERMISSIONS, AccessDenied, Principal, authorize, lookup_key
-from meterlake.audit.read_spool import spool_read
+from meterlake.audit.read_spool import log_entry, spool_read
 from meterlake.capture.body import BadBody, dump_line, parse_body
 from meterlake.capture.limits import Backlog, RateLimits
 from meterlake.capture.metrics import Metrics
@@ -335,8 +335,8 @@ def create_app(settings: Settings):
     ) -> None:
         """Log a read in audit.query_log's spool before its answer is sent (a storage
         error here is the 503 of any storage error: nothing unlogged is served)."""
-        rows = 0 if found is None else 1
-        await asyncio.to_thread(spool_read, settings, principal, command, arguments, scope, rows)
+        row = log_entry(principal, command, arguments, scope, 0 if found is None else 1)
+        await asyncio.to_thread(spool_read, settings, row)
 
     @app.get("/v1/usage", summary="Current-period usage of one customer (estimate until final)")
     async def get_usage(
