@@ -108,6 +108,17 @@ def test_a_tenant_key_through_the_server_sees_only_its_tenant(
     other = httpx.get(f"{server.url}/v1/invoices", params={"tenant": "default"}, headers=books)
     assert other.status_code == 403 and "scoped to tenant t2" in other.json()["error"]
     assert httpx.get(f"{server.url}/v1/invoices").status_code == 401
+    lineage = f"{server.url}/v1/invoices/in_x/lineage"
+    strange = [  # flags smuggled in parameters, a dash-led line id, bytes that are not text
+        (f"{server.url}/v1/invoices", {"tenant": "--now"}),
+        (f"{server.url}/v1/invoices", {"tenant": "t2\x00; DROP"}),
+        (lineage, {"line_id": "in_x-001", "tenant": "--warehouse=/"}),
+        (lineage, {"line_id": "-in_x-001"}),
+        (f"{lineage}?line_id=in_x-%ED%A0%80%FF", None),  # a lone surrogate, then 0xFF
+    ]
+    for url, params in strange:
+        answer = httpx.get(url, params=params, headers=books, timeout=120)
+        assert 400 <= answer.status_code < 500, (params, answer.status_code, answer.text)
 
     # Every read through the server is in the query log, as the key's holder.
     log = tables.read(spark, usage_warehouse, tables.AUDIT_QUERY_LOG).collect()
