@@ -214,9 +214,11 @@ def add_command_routes(app: Any, settings: Settings) -> None:
         summary="One line's trace to aggregates, events and landing files, with its events",
     )
     async def get_lineage(
-        request: Request, invoice_id: str, line_id: str, tenant: str | None = None
+        request: Request, invoice_id: str, line_id: str | None = None, tenant: str | None = None
     ) -> JSONResponse:
         def argv(_: Any) -> list[str]:
+            if not line_id:
+                raise ValueError("line_id is required")
             if not line_id.startswith(f"{invoice_id}-"):
                 raise ValueError(f"line_id {line_id!r} is not a line of invoice {invoice_id!r}")
             flags = ["--invoice-line", line_id, "--out", "events.jsonl", *_tenant_flag(tenant)]

@@ -75,7 +75,7 @@ def build_session(
     conf: dict[str, str] = {}
     if HADOOP_AWS in packages:
         if jars is None:  # the commit store is compiled against the resolved jars
-            _resolve_in_child(kafka=kafka)
+            _resolve_in_child(settings, kafka=kafka)
             jars = _resolved_jars(settings, packages) or []
         jars = [*jars, log_store_jar(settings.ivy_dir, jars)]
         conf = dict.fromkeys(
@@ -84,10 +84,13 @@ def build_session(
     return _start(settings, app_name, packages, jars, conf)
 
 
-def _resolve_in_child(*, kafka: bool, s3: bool = True) -> None:
-    """Resolve one package combination in a JVM of its own (packages are read at start)."""
+def _resolve_in_child(settings: Settings, *, kafka: bool, s3: bool = True) -> None:
+    """Resolve one package combination in a JVM of its own (packages are read at start),
+    into the caller's Ivy cache, where the caller then looks for its jar listing."""
     flags = [*(["--kafka"] if kafka else []), *(["--s3"] if s3 else [])]
-    subprocess.run([sys.executable, "-m", "meterlake.spark", "--resolve", *flags], check=True)
+    env = {**os.environ, "METERLAKE_IVY_DIR": settings.ivy_dir}
+    command = [sys.executable, "-m", "meterlake.spark", "--resolve", *flags]
+    subprocess.run(command, check=True, env=env)
 
 
 def _start(
@@ -236,7 +239,7 @@ def warm(settings: Settings) -> list[list[str]]:
     """
     combos = [(kafka, s3) for kafka in (False, True) for s3 in (False, True)]
     for kafka, s3 in combos:
-        _resolve_in_child(kafka=kafka, s3=s3)
+        _resolve_in_child(settings, kafka=kafka, s3=s3)
     return [required_packages(settings, kafka=k, s3=s) for k, s in combos]
 
 

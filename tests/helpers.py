@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
+from dataclasses import replace
 from datetime import datetime
 
-from meterlake.config import Settings
+from meterlake.config import S3Settings, Settings
 from meterlake.ingest.event_schema import load_event_schemas
 from meterlake.ingest.parse import parse_lines
+
+
+def bucket_settings(endpoint: str, prefix: str) -> Settings:
+    """A fresh warehouse in the test bucket behind ``endpoint``, on the defaults rather than
+    the caller's METERLAKE_* settings, but for the JVM package cache the suite's session was
+    built from (another cache would be resolved from Maven Central again)."""
+    env = {key: os.environ[key] for key in ("METERLAKE_IVY_DIR",) if key in os.environ}
+    base = Settings.load(env=env).with_warehouse(
+        f"s3a://meterlake/{prefix}-{uuid.uuid4().hex[:12]}"
+    )
+    return replace(base, s3=S3Settings(endpoint=endpoint))
+
 
 # Two customers on a flat fee plus 0.01 per API call, calendar months in UTC.
 BASIC_CATALOG = b"""

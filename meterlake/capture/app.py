@@ -23,6 +23,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from meterlake import __version__
@@ -213,6 +214,15 @@ def create_app(settings: Settings):
 
     for kind in STORAGE_ERRORS:
         app.add_exception_handler(kind, storage_unavailable)
+
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """A parameter FastAPI could not take (missing, wrong type): a 400 naming it, in the
+        one error shape every other refusal has."""
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "query")
+        return error(400, f"{where or 'request'}: {first.get('msg', 'invalid')}")
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
 
     async def authenticate(request: Request, action: str | None) -> Principal | JSONResponse:
         """The bearer's principal, or the refusal; ``action`` None: the route authorises

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import random
 import time
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +27,7 @@ from meterlake.audit.access import create_key
 from meterlake.catalog.parse import parse_catalog
 from meterlake.catalog.store import store_catalog
 from meterlake.clock import format_instant
-from meterlake.config import S3Settings, Settings
+from meterlake.config import Settings
 from meterlake.demo import DEMO_CATALOG
 from meterlake.ingest.landing import manifest_entries
 from meterlake.spark import build_session
@@ -37,6 +36,7 @@ from meterlake.warehouse import init_warehouse
 from tests.capture_server import ApiServer
 from tests.chaos.conftest import FULL, RECEIVED, Size, land, make_events
 from tests.e2e.cli import cli_env, meterlake, spawn
+from tests.helpers import bucket_settings
 
 TIERED_AT = "2026-05-01T00:00:00Z"  # every event is older than the default 30 hot days
 
@@ -59,12 +59,8 @@ def _through_an_outage(args: tuple[str, ...], env: dict, s3_server, seconds: int
     return "failed cleanly"
 
 
-def _bucket() -> Settings:
-    return Settings.load(env={}).with_warehouse(f"s3a://meterlake/chaos-{uuid.uuid4().hex[:8]}")
-
-
 def test_capture_refuses_cleanly_while_the_store_is_down(s3_server, tmp_path: Path) -> None:
-    warehouse = replace(_bucket(), s3=S3Settings(endpoint=s3_server.url))
+    warehouse = bucket_settings(s3_server.url, "chaos")
     key = create_key(warehouse, "acme", "ingest")[0]
     env = cli_env(warehouse.warehouse, METERLAKE_S3_ENDPOINT=s3_server.url)
     source = tmp_path / "events.jsonl"
@@ -101,10 +97,7 @@ def test_jobs_survive_the_object_store_going_away(
     if size is not FULL:
         pytest.skip("under `make chaos` only: S3A waits out the outage, which takes minutes")
     bucket = replace(
-        _bucket(),
-        s3=S3Settings(endpoint=s3_server.url),
-        shuffle_partitions=2,
-        pinned_now=RECEIVED,
+        bucket_settings(s3_server.url, "chaos"), shuffle_partitions=2, pinned_now=RECEIVED
     )
     assert build_session(bucket) is spark
     init_warehouse(spark, bucket)

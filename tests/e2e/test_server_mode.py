@@ -115,10 +115,13 @@ def test_a_tenant_key_through_the_server_sees_only_its_tenant(
         (lineage, {"line_id": "in_x-001", "tenant": "--warehouse=/"}),
         (lineage, {"line_id": "-in_x-001"}),
         (f"{lineage}?line_id=in_x-%ED%A0%80%FF", None),  # a lone surrogate, then 0xFF
+        (lineage, None),  # no line at all
+        (f"{server.url}/v1/usage", {"customer_id": ["a", "b"], "tenant": ["t2", "t3"]}),
     ]
     for url, params in strange:
         answer = httpx.get(url, params=params, headers=books, timeout=120)
         assert 400 <= answer.status_code < 500, (params, answer.status_code, answer.text)
+        assert answer.json()["error"].strip(), answer.text  # one error shape, with a reason
 
     # Every read through the server is in the query log, as the key's holder.
     log = tables.read(spark, usage_warehouse, tables.AUDIT_QUERY_LOG).collect()

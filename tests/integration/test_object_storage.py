@@ -4,22 +4,20 @@ the same contract for both, and landing on S3 with its exactly-once manifest."""
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from meterlake.config import S3Settings, Settings
+from meterlake.config import Settings
 from meterlake.ingest.landing import land_file, manifest_entries
 from meterlake.storage import LocalStorage, Storage, storage_for
-from tests.helpers import BASIC_CATALOG
+from tests.helpers import BASIC_CATALOG, bucket_settings
 
 
 @pytest.fixture
 def s3_settings(s3_endpoint: str, tmp_path: Path) -> Settings:
-    base = Settings.load(env={}).with_warehouse(f"s3a://meterlake/t-{uuid.uuid4().hex[:12]}")
-    return replace(base, s3=S3Settings(endpoint=s3_endpoint))
+    return bucket_settings(s3_endpoint, "t")
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -11,15 +11,14 @@ import os
 import subprocess
 import sys
 import uuid
-from dataclasses import replace
 
 import pytest
 from py4j.protocol import Py4JJavaError
 from pyspark.sql import functions as F
 
-from meterlake.config import S3Settings, Settings
 from meterlake.jvm import LOG_STORE_CLASS
 from meterlake.spark import build_session
+from tests.helpers import bucket_settings
 
 APPENDS = 15
 
@@ -41,8 +40,7 @@ for i in range(appends):
 @pytest.fixture
 def s3_spark(spark, s3_endpoint: str):
     """The suite's session, its S3A pointed at the test's MinIO."""
-    base = Settings.load(env={}).with_warehouse("s3a://meterlake/commits")
-    return build_session(replace(base, s3=S3Settings(endpoint=s3_endpoint)))
+    return build_session(bucket_settings(s3_endpoint, "commits"))
 
 
 def _append(spark, path: str, who: str, i: int) -> None:
