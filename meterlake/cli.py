@@ -345,17 +345,20 @@ def cmd_gdpr_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_gdpr_erase(args: argparse.Namespace, settings: Settings) -> int:
+    from meterlake.audit.customer_erasure import erase_customer
     from meterlake.audit.erasure import erase_user
 
-    erasure = erase_user(
+    erase = erase_customer if args.customer else erase_user
+    erasure = erase(
         _spark(settings),
         settings,
         args.tenant or settings.default_tenant,
-        args.user,
+        args.customer or args.user,
         requested_by=args.principal.key_id,
         reason=args.reason,
     )
-    print(f"erasure {erasure.erasure_id}: user replaced by {erasure.pseudonym}")
+    kind = "customer" if args.customer else "user"
+    print(f"erasure {erasure.erasure_id}: {kind} replaced by {erasure.pseudonym}")
     for table, rows in erasure.rows.items():
         print(f"  {table:<24}{rows:>8} row(s)")
     print(f"  landing files rewritten {len(erasure.files):>8}")
@@ -369,10 +372,11 @@ def cmd_gdpr_verify(args: argparse.Namespace, settings: Settings) -> int:
 
     spark = _spark(settings)
     tenant = args.tenant or settings.default_tenant
-    verification = verify_erased(spark, settings, tenant, args.user)
-    print("\n".join(report(verification, f"user {args.user!r} of tenant {tenant}")))
+    kind, subject = ("customer", args.customer) if args.customer else ("user", args.user)
+    verification = verify_erased(spark, settings, tenant, subject, kind)
+    print("\n".join(report(verification, f"{kind} {subject!r} of tenant {tenant}")))
     # Logged, but not with the identifier the check is about: an erasure removed it there.
-    args.user = "sha256:" + hashlib.sha256(args.user.encode()).hexdigest()[:16]
+    setattr(args, kind, "sha256:" + hashlib.sha256(subject.encode()).hexdigest()[:16])
     _log_read(args, settings, spark, len(verification.copies))
     return 0 if verification.clean else 3
 
@@ -838,24 +842,31 @@ def build_parser() -> argparse.ArgumentParser:
     erase = add(
         "erase",
         cmd_gdpr_erase,
-        "replace a user's identifier by a pseudonym in every tier (totals unchanged)",
+        "replace a user's or a settled customer's id by a pseudonym in every tier (totals"
+        " unchanged)",
         gdpr_commands,
         action="gdpr.erase",
         writes=True,
     )
-    erase.add_argument("--user", required=True, metavar="ID")
-    erase.add_argument("--tenant", help="the user's tenant (default: default)")
+    subject = erase.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--user", metavar="ID")
+    subject.add_argument(
+        "--customer", metavar="ID", help="out of the catalog, its invoices final and synced"
+    )
+    erase.add_argument("--tenant", help="the subject's tenant (default: default)")
     erase.add_argument("--reason", help="why (e.g. the request's reference); kept in the record")
     verify = add(
         "verify",
         cmd_gdpr_verify,
-        "scan every table, superseded file, landing file and backup for a user; exit 3"
-        " while a copy remains",
+        "scan every table, superseded file, landing file and backup for a user or customer;"
+        " exit 3 while a copy remains",
         gdpr_commands,
         action="gdpr.export",
     )
-    verify.add_argument("--user", required=True, metavar="ID")
-    verify.add_argument("--tenant", help="the user's tenant (default: default)")
+    subject = verify.add_mutually_exclusive_group(required=True)
+    subject.add_argument("--user", metavar="ID")
+    subject.add_argument("--customer", metavar="ID")
+    verify.add_argument("--tenant", help="the subject's tenant (default: default)")
     keys = commands.add_parser("keys", help="access keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
     create = add(

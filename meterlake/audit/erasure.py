@@ -33,6 +33,7 @@ import json
 import re
 import secrets
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
     from meterlake.config import Settings
 
 TEXT_COLUMNS = ("properties", "extra")  # JSON documents: string values are the user's
+TENANT_COLUMNS = ("tenant_id", "tenant")  # the query log names the read's tenant `tenant`
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,6 @@ def _erase_text(column: Column, user: str, pseudonym: str) -> Column:
     return column
 
 
-def _erase_lines(body: bytes, user: str, pseudonym: str) -> bytes:
-    """Line by line, lines ending at ``\n`` only, as bronze's reader splits them."""
-    return b"\n".join(erase_in_line(line, user, pseudonym) for line in body.split(b"\n"))
-
-
 def mentions_anywhere(schema: StructType, user: str) -> Column:
     """Rows of any table holding ``user``: ``user_id`` equal to it, or a text column that
     is not a billing field (`PROTECTED`) holding it as a whole word or a JSON string."""
@@ -132,25 +129,47 @@ def mentions_anywhere(schema: StructType, user: str) -> Column:
     return condition
 
 
-def _rewrite_landing(settings: Settings, landing_files: list[str], user: str, pseudonym: str):
+def in_tenant(schema: StructType, tenant: str) -> Column:
+    """Rows of ``tenant`` where the table has a tenant column (a null one: every tenant's)."""
+    from pyspark.sql import functions as F
+
+    for column in TENANT_COLUMNS:
+        if column in schema.fieldNames():
+            return F.coalesce(F.col(column) == tenant, F.lit(True))
+    return F.lit(True)
+
+
+def rewrite_landing(
+    settings: Settings,
+    landing_files: list[str],
+    erase_line: Callable[[bytes], bytes],
+    journal: str | None = None,
+) -> list[dict[str, str]]:
+    """Rewrite each landing file line by line (lines end at ``\n`` only, as bronze's reader
+    splits them); the files changed, with their sha256 before and after.
+
+    With a ``journal`` (an erasure that resumes after a kill), each file's entry is written
+    there before the file is: a rerun finds the files an earlier attempt rewrote, so the
+    erasure's record names them and bronze's integrity check accepts them."""
     storage = storage_for(settings)
-    rewritten = []
+    earlier = json.loads(storage.read(journal) or b"[]") if journal else []
+    rewritten = {entry["landing_file"]: entry for entry in earlier}
     for key in landing_files:
         body = storage.read(key)
         if body is None:
             continue
-        replaced = _erase_lines(body, user, pseudonym)
+        replaced = b"\n".join(erase_line(line) for line in body.split(b"\n"))
         if replaced == body:
             continue
+        rewritten[key] = {
+            "landing_file": key,
+            "sha256_before": hashlib.sha256(body).hexdigest(),
+            "sha256_after": hashlib.sha256(replaced).hexdigest(),
+        }
+        if journal:
+            storage.write(journal, json.dumps(list(rewritten.values())).encode())
         storage.write(key, replaced)
-        rewritten.append(
-            {
-                "landing_file": key,
-                "sha256_before": hashlib.sha256(body).hexdigest(),
-                "sha256_after": hashlib.sha256(replaced).hexdigest(),
-            }
-        )
-    return rewritten
+    return list(rewritten.values())
 
 
 def erase_user(
@@ -203,7 +222,9 @@ def _erase(
 
     erasure_id = secrets.token_hex(8)
     tag = f"gdpr:{erasure_id}"
-    files = _rewrite_landing(settings, sorted(landing), user, pseudonym)
+    files = rewrite_landing(
+        settings, sorted(landing), lambda line: erase_in_line(line, user, pseudonym)
+    )
     kafka = truncate_archived(settings)
     swap = {
         "user_id": F.when(F.col("user_id") == user, F.lit(pseudonym)).otherwise(F.col("user_id"))
@@ -247,6 +268,23 @@ def _erase(
             version = bronze_version(spark, settings)
             stored = read_catalog(spark, settings)
             refresh_touched(spark, settings, stored, touched, version, fence=rollups)
+    return record_erasure(
+        spark, settings, tenant, erasure_id, pseudonym, requested_by, reason, rows, files
+    )
+
+
+def record_erasure(
+    spark: SparkSession,
+    settings: Settings,
+    tenant: str,
+    erasure_id: str,
+    pseudonym: str,
+    requested_by: str,
+    reason: str | None,
+    rows: dict[str, int],
+    files: list[dict[str, str]],
+) -> Erasure:
+    """Append the erasure's record to ``audit.erasures`` (never the identifier)."""
     record = spark.createDataFrame(
         [(erasure_id, audit_now(), tenant, pseudonym, requested_by, reason, rows,
           json.dumps(files))],

@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from meterlake.audit.subject_fields import holds_subject
+from meterlake.audit.subject_fields import USER, holds_subject
 from meterlake.config import Settings
 from meterlake.ingest.kafka_source import CHECKPOINTS
 from meterlake.ingest.kafka_topic import archived_offsets, client_config, tenant_of
@@ -81,8 +81,10 @@ def truncate_archived(settings: Settings) -> Truncation | None:
     return Truncation(topic, deleted, lows)
 
 
-def records_holding(settings: Settings, tenant: str, user: str) -> dict[int, int]:
-    """partition → how many of ``tenant``'s records still in the topic hold ``user`` (read
+def records_holding(
+    settings: Settings, tenant: str, subject: str, kind: str = USER
+) -> dict[int, int]:
+    """partition → how many of ``tenant``'s records still in the topic hold ``subject`` (read
     once, from each partition's low to its high watermark, committing no offsets)."""
     from confluent_kafka import Consumer, TopicPartition
 
@@ -110,7 +112,7 @@ def records_holding(settings: Settings, tenant: str, user: str) -> dict[int, int
                     continue
                 position = message.offset() + 1
                 mine = tenant_of(message.key()) == tenant
-                if mine and holds_subject(message.value() or b"", user):
+                if mine and holds_subject(message.value() or b"", subject, kind):
                     found[partition] = found.get(partition, 0) + 1
     finally:
         consumer.close()

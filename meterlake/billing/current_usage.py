@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 VIEW_DIR = "serving/usage"
 
 
-def _key(tenant: str) -> str:
+def usage_key(tenant: str) -> str:
     return f"{VIEW_DIR}/{tenant}.json"
 
 
@@ -90,12 +90,12 @@ def publish_usage(
         per_tenant[estimate.customer.tenant].append(estimate)
     storage = storage_for(settings)
     for tenant, mine in per_tenant.items():
-        current = storage.read(_key(tenant))
+        current = storage.read(usage_key(tenant))
         document = json.loads(current) if current is not None else {"customers": {}}
         for estimate in mine:
             document["customers"][estimate.customer.id] = entry(estimate, freshness)
         document["updated_at"] = format_instant(settings.now())
-        storage.write(_key(tenant), json.dumps(document, sort_keys=True).encode())
+        storage.write(usage_key(tenant), json.dumps(document, sort_keys=True).encode())
     return len(found)
 
 
@@ -114,7 +114,7 @@ def ended_customers(settings: Settings) -> set[tuple[str, str]]:
 
 def read_usage(settings: Settings, tenant: str, customer: str) -> dict[str, Any] | None:
     """One customer's published current-period usage, or None."""
-    data = storage_for(settings).read(_key(tenant))
+    data = storage_for(settings).read(usage_key(tenant))
     if data is None:
         return None
     return json.loads(data)["customers"].get(customer)

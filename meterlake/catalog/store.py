@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meterlake import tables
+from meterlake.catalog.erased_customers import refuse_erased
 from meterlake.catalog.model import Catalog
 from meterlake.delta_io import append, per_table
 from meterlake.errors import WarehouseError
@@ -52,6 +53,7 @@ def _store(spark: SparkSession, settings: Settings, catalog: Catalog, lease: Lea
     current = current_version(spark, settings)
     if current and current[1] == catalog.sha256:
         return LoadResult(version=current[0], changed=False)
+    refuse_erased(settings, ((i, c.tenant, c.id) for i, c in enumerate(catalog.customers)))
     version = (current[0] if current else 0) + 1
     app_id = "meterlake-catalog"
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.audit.access import KEYS_DIR
+from meterlake.catalog.erased_customers import MARKERS
 from meterlake.delta_io import per_table
 from meterlake.errors import ConfigError, StaleDataError
 from meterlake.ingest.landing import ensure_landing, manifest_entries, manifest_key
@@ -103,11 +104,12 @@ def _read(storage: Storage, key: str) -> bytes:
 
 
 def copy_keys(source: Settings, target: Settings) -> int:
-    """Copy the API and CLI access keys (their digests); returns how many."""
+    """Copy the API and CLI access keys (their digests) and the erased customers' markers
+    (so the copy refuses a catalog bringing one back, too); returns how many keys."""
     src: Storage = storage_for(source, spool="_access/.tmp")
     dst: Storage = storage_for(target, spool="_access/.tmp")
     keys = list(src.keys(KEYS_DIR + "/"))
-    for key in keys:
+    for key in [*keys, *src.keys(MARKERS + "/")]:
         dst.create(key, _read(src, key))
     return len(keys)
 

@@ -34,6 +34,10 @@ VACUUMED_TABLES = (
     tables.AUDIT_QUERY_LOG,
 )
 DELTA_DEFAULT_HOURS = 168
+# An erasure's superseded files are removed by the first VACUUM past the retention window;
+# the tables it rewrote are vacuumed by every tier run this long after it (tier runs are
+# expected at least once per retention window).
+ERASED_TABLES_HOURS = 2 * DELTA_DEFAULT_HOURS
 
 
 def _removed_files(metrics: dict[str, str] | None) -> bool:
@@ -59,6 +63,20 @@ def removal_floor(spark: SparkSession, settings: Settings, threshold: datetime) 
     )
 
 
+def _recently_erased(spark: SparkSession, settings: Settings, hours: int) -> list[tables.TableSpec]:
+    """The tables besides `VACUUMED_TABLES` that a recent erasure rewrote or looked in (a
+    customer's erasure covers every table that can name a customer, invoices included:
+    rows a refresh removed before it still sit in superseded files)."""
+    from pyspark.sql import functions as F
+
+    since = datetime.now(UTC) - timedelta(hours=max(2 * hours, ERASED_TABLES_HOURS))
+    erasures = tables.read(spark, settings, tables.AUDIT_ERASURES)
+    recent = erasures.where(F.col("at") >= F.lit(since.replace(tzinfo=None)))
+    covered = recent.select(F.explode(F.map_keys("rows")).alias("table")).distinct()
+    named = {row.table for row in covered.collect()}
+    return [s for s in tables.ALL_TABLES if s.qualified_name in named and s not in VACUUMED_TABLES]
+
+
 def vacuum_all(spark: SparkSession, settings: Settings, progress: Callable[[str], None]) -> int:
     """VACUUM the tiered tables with ``settings.vacuum_retention_hours``; returns (and logs,
     when it rose) the bronze vacuum floor."""
@@ -74,7 +92,7 @@ def vacuum_all(spark: SparkSession, settings: Settings, progress: Callable[[str]
     for key, value in conf.items():
         spark.conf.set(key, value.lower())
     try:
-        for spec in VACUUMED_TABLES:
+        for spec in (*VACUUMED_TABLES, *_recently_erased(spark, settings, hours)):
             spark.sql(f"VACUUM delta.`{spec.path(settings)}` RETAIN {hours} HOURS")
     finally:
         for key in conf:

@@ -170,3 +170,127 @@ def test_erasure_is_field_exact_complete_and_verified(spark, warehouse, tmp_path
     landed = b"".join(storage.read(k) for k in storage.keys("landing/events/"))
     assert muller.encode() not in landed and b"m\\u00fcller" not in landed
     assert landed.count(b'"customer_id": "acme"') == 20  # the other field kept, byte for byte
+
+
+def test_a_settled_customer_is_erased_everywhere_once_and_never_billed_again(
+    spark, warehouse, tmp_path: Path, monkeypatch
+) -> None:
+    """A customer whose id is also another customer's user, once sent \\u-escaped (customer
+    ids are ASCII; the user tests cover non-ASCII ones): refused while billed, then renamed
+    in every table, landing line, quarantined line, catalog text, the query log and the
+    published usage, with the user of the same value untouched; a kill midway
+    resumes with the same pseudonym; a second erasure beside it is refused by its lease;
+    invoices bill the same; verify is clean after VACUUM; the id cannot
+    come back through a catalog."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from meterlake.audit import customer_erasure
+    from meterlake.audit.access import LOCAL_OPERATOR
+    from meterlake.audit.customer_erasure import erase_customer
+    from meterlake.audit.erasure_verify import verify_erased
+    from meterlake.audit.query_log import log_query
+    from meterlake.billing.current_usage import publish_usage, read_usage
+    from meterlake.errors import CatalogError, ConfigError, LeaseHeldError
+    from meterlake.tiering.vacuum import vacuum_all
+
+    gone = "j.doe"
+    listed = (
+        CATALOG
+        + f"""
+  - {{id: {gone}, timezone: UTC, billing_anchor: calendar,
+     subscriptions: [{{plan: team, start: "2026-01-01T00:00:00Z", end: "2026-02-01T00:00:00Z"}}]}}
+""".encode()
+    )
+    settings = replace(warehouse, pinned_now=datetime(2026, 1, 20, tzinfo=UTC))
+    store_catalog(spark, settings, parse_catalog_text(listed, "catalog.yaml"))
+    lines = [json.dumps(_call(n, n % 15, f"u{n % 3}", customer=gone), ensure_ascii=n % 2 == 0)
+             for n in range(1, 13)]  # fmt: skip
+    lines += [json.dumps(_call(n, n % 15, gone)) for n in range(13, 19)]  # acme's user
+    escaped = json.dumps(_call(41, 4, "u2", customer=gone))
+    lines.append(escaped.replace(f'"customer_id": "{gone}"', '"customer_id": "\\u006a.doe"'))
+    bad = {**_call(40, 3, "u1", customer=gone), "quantity": "many"}  # quarantined
+    lines.append(json.dumps(bad, ensure_ascii=False))
+    source = tmp_path / "usage.jsonl"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    land_file(replace(warehouse, pinned_now=datetime(2026, 1, 16, tzinfo=UTC)), source, "default")
+    run_pipeline(spark, settings, **QUIET)
+    publish_usage(spark, settings, None, None)
+    assert read_usage(settings, "default", gone) is not None
+    settings = replace(settings, pinned_now=datetime(2026, 2, 10, tzinfo=UTC))
+    run_invoices(spark, settings, settings.now())
+    log_query(spark, settings, LOCAL_OPERATOR, "usage show", {"customer": gone}, "default", 1)
+    invoices = export_document(spark, settings)["invoices"]
+    assert {i["customer_id"] for i in invoices} == {"acme", gone}
+    assert all(i["status"] == "final" for i in invoices)
+
+    with pytest.raises(ConfigError, match="is in the current catalog"):
+        erase_customer(spark, settings, "default", gone, requested_by="test")
+    store_catalog(spark, settings, parse_catalog_text(CATALOG, "catalog.yaml"))
+    run_pipeline(spark, settings, **QUIET)  # rollups follow the catalog without the customer
+
+    # Killed after the landing rewrite: the rerun resumes under the same pseudonym.
+    def killed(_settings):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(customer_erasure, "truncate_archived", killed)
+    with pytest.raises(KeyboardInterrupt):
+        erase_customer(spark, settings, "default", gone, requested_by="test")
+    monkeypatch.undo()
+    twin = subprocess.Popen(  # a second erasure in another process, holding the lease
+        [sys.executable, "-c", _HOLD_ERASURE, settings.warehouse],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert twin.stdout.readline().strip() == "held"
+    with pytest.raises(LeaseHeldError):
+        erase_customer(spark, settings, "default", gone, requested_by="twin")
+    twin.communicate("done\n", timeout=60)
+    erasure = erase_customer(spark, settings, "default", gone, requested_by="test", reason="DSR-9")
+    pseudonym = erasure.pseudonym
+    assert erasure.rows["bronze.events"] == 13 and erasure.rows["bronze.quarantine"] == 1
+    assert erasure.rows["billing.invoices"] == 1 and erasure.rows["audit.query_log"] == 1
+    assert erasure.rows["ref.catalog_versions"] == 1
+    assert erasure.rows["serving:current_usage"] == 1
+    assert read_usage(settings, "default", gone) is None
+
+    bronze = tables.read(spark, settings, tables.BRONZE_EVENTS).collect()
+    assert sorted({r.customer_id for r in bronze}) == sorted({"acme", pseudonym})
+    assert sum(r.user_id == gone for r in bronze) == 6  # acme's user of the same value
+    after = export_document(spark, settings)["invoices"]
+    renamed = {gone: pseudonym, "acme": "acme"}
+    assert sorted((renamed[i["customer_id"]], i["total"]) for i in invoices) == sorted(
+        (i["customer_id"], i["total"]) for i in after
+    )
+    run_invoices(spark, settings, settings.now())
+    assert export_document(spark, settings)["invoices"] == after
+    # The killed attempt's landing rewrite is in the record too: not taken for tampering.
+    assert altered_batches(spark, settings, list(manifest_entries(settings))) == {}
+
+    storage = storage_for(settings)
+    landed = b"".join(storage.read(k) for k in storage.keys("landing/events/"))
+    assert gone.encode() not in landed.replace(f'"user_id": "{gone}"'.encode(), b"")
+    assert b"u006a.doe" not in landed
+    assert landed.count(f'"user_id": "{gone}"'.encode()) == 6  # byte for byte
+    assert any("superseded files" in c.where for c in verify_erased(
+        spark, settings, "default", gone, "customer").copies)  # fmt: skip
+    vacuum_all(spark, replace(settings, vacuum_retention_hours=0), lambda _: None)
+    verification = verify_erased(spark, settings, "default", gone, "customer")
+    assert verification.clean, verification.copies
+    assert not verify_erased(spark, settings, "default", gone, "user").clean  # acme's user
+
+    with pytest.raises(CatalogError, match=r"customers\[1\]\.id: .*was erased"):
+        store_catalog(spark, settings, parse_catalog_text(listed, "again.yaml"))
+    with pytest.raises(ConfigError, match="no data of it"):
+        erase_customer(spark, settings, "default", "never-here", requested_by="test")
+
+
+_HOLD_ERASURE = """
+import sys
+from meterlake.config import Settings
+from meterlake.lease import ERASURE, hold
+with hold(Settings.load(env={}).with_warehouse(sys.argv[1]), ERASURE):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
