@@ -3,6 +3,17 @@
 The first copy of an event stays. A later copy with the same payload is a duplicate
 (dropped and counted); with a different payload it is a ``duplicate_conflict`` (quarantined).
 "First" means: already in bronze, else earliest by (received_at, batch_id, line_number).
+
+"The same payload" is compared through ``payload_sha256``, versioned by a prefix:
+
+- ``v2:`` (`payload_hash`): the sha256 of the event's fields as the parser read them (ids,
+  type, timestamp and quantity as sent, dimensions, schema version, SDK, and the canonical
+  JSON of ``properties`` and ``extra`` bronze keeps anyway). Key order and whitespace do
+  not matter, nor whether the default ``schema_version`` is sent or left out (v1 called a
+  resend that started naming it a conflict). It costs a fraction of what hashing the whole
+  re-serialised document did.
+- none (bronze rows written before v2): the sha256 of the whole line's canonical JSON
+  (`legacy_payload_hash`), computed for a new line only when its id meets such a row.
 """
 
 from __future__ import annotations
@@ -12,12 +23,27 @@ from typing import TYPE_CHECKING
 from meterlake.ingest import reasons
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
+HASH_V2 = "v2:"
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 IDENTITY = ("tenant_id", "event_id")
+
+
+def payload_hash(fields: list[Column]) -> Column:
+    """The v2 payload hash of ``fields`` (named columns; nulls left out, names kept)."""
+    from pyspark.sql import functions as F
+
+    return F.concat(F.lit(HASH_V2), F.sha2(F.to_json(F.struct(*fields)), 256))
+
+
+def legacy_payload_hash(value: str = "value") -> Column:
+    """The hash bronze stored before v2: the line's whole canonical JSON."""
+    from pyspark.sql import functions as F
+
+    return F.sha2(F.expr(f"to_json(try_parse_json({value}))"), 256)
 
 
 def classify(lines: DataFrame, prior: DataFrame) -> DataFrame:
@@ -40,8 +66,15 @@ def classify(lines: DataFrame, prior: DataFrame) -> DataFrame:
     )
     known = prior.select(*IDENTITY, F.col("payload_sha256").alias("_prior_sha"))
     joined = ranked.join(known, list(IDENTITY), "left")
-    reference = F.coalesce(F.col("_prior_sha"), F.col("_first_sha"))
-    is_original = F.col("_prior_sha").isNull() & (F.col("_rank") == 1)
+    prior_sha = F.col("_prior_sha")
+    # A prior row of the old version is compared in its own terms (rare: a resend).
+    comparable = F.when(prior_sha.startswith(HASH_V2), F.col("payload_sha256")).otherwise(
+        legacy_payload_hash()
+    )
+    same = F.when(prior_sha.isNull(), F.col("payload_sha256") == F.col("_first_sha")).otherwise(
+        comparable == prior_sha
+    )
+    is_original = prior_sha.isNull() & (F.col("_rank") == 1)
     conflict = F.concat(
         F.lit("event_id "),
         F.col("event_id"),
@@ -50,7 +83,7 @@ def classify(lines: DataFrame, prior: DataFrame) -> DataFrame:
     outcome = (
         F.when(~valid, F.lit(REJECTED))
         .when(is_original, F.lit(ACCEPTED))
-        .when(F.col("payload_sha256") == reference, F.lit(DUPLICATE))
+        .when(same, F.lit(DUPLICATE))
         .otherwise(F.lit(REJECTED))
     )
     return (

@@ -22,6 +22,7 @@ from meterlake.ingest.event_schema import (
     text_column,
     violations,
 )
+from meterlake.ingest.identity import payload_hash
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -265,9 +266,12 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
         .withColumn("extra", _extra(schemas))
         .withColumn("sdk_name", F.expr(f"try_variant_get({sdk}, '$.name', 'string')"))
         .withColumn("sdk_version", F.expr(f"try_variant_get({sdk}, '$.version', 'string')"))
-        .withColumn("payload_sha256", F.sha2(F.expr("to_json(v)"), 256))
     )
     for name in BRONZE_FIELDS:
         out = out.withColumn(name, F.expr(f"try_variant_get(v, '$.{name}', 'string')"))
+    sent_time = F.expr("try_variant_get(v, '$.timestamp', 'string')").alias("timestamp")
+    read = (*BRONZE_FIELDS, "schema_version", "sdk_name", "sdk_version", "properties", "extra")
+    identity = [*map(F.col, read), sent_time, F.col("q_text").alias("quantity")]
+    out = out.withColumn("payload_sha256", payload_hash(identity))
     helpers = ["v", "ts_text", "q_text", "schema_check", "verdict", *per_field]
     return out.drop(*helpers)
