@@ -1,0 +1,108 @@
+"""Micro-batch fixed cost: one small landing batch into a bronze that already holds events.
+
+    .venv/bin/python bench/microbatch.py [--bronze 100000] [--batch 1000] [--rounds 5]
+
+Fills bronze with ``--bronze`` events (one landing batch), then lands and loads
+``--rounds`` batches of ``--batch`` events one at a time, as `pipeline stream` does,
+timing each (`run_landing_to_bronze`: integrity check, parse, identity against bronze,
+the Delta commits). The first small round pays the JVM's warm-up; the report is the
+median of the others (goal: ≤ 1.5 s on an idle machine), beside the time of a bare
+1-row Delta append on the same session as the baseline of what one commit costs, and
+the Delta commits each micro-batch made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ingest import RECEIVED, catalog, generate
+from results import record
+
+from meterlake import tables
+from meterlake.catalog.store import store_catalog
+from meterlake.config import Settings
+from meterlake.ingest.landing import land_file
+from meterlake.ingest.stream import run_landing_to_bronze
+from meterlake.spark import build_session
+from meterlake.warehouse import init_warehouse
+
+# The tables one micro-batch writes (its commits are counted on each).
+WRITTEN = (tables.BRONZE_EVENTS, tables.BRONZE_QUARANTINE, tables.BRONZE_BATCHES)
+
+
+def commits(spark, settings: Settings) -> int:
+    from delta.tables import DeltaTable
+
+    return sum(
+        DeltaTable.forPath(spark, spec.path(settings)).history(1).first().version
+        for spec in WRITTEN
+    )
+
+
+def one_row_append(spark, path: Path) -> float:
+    started = time.perf_counter()
+    spark.range(1).write.format("delta").mode("append").save(str(path))
+    return time.perf_counter() - started
+
+
+def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
+    settings = replace(Settings.load(), pinned_now=RECEIVED).with_warehouse(str(root / "wh"))
+    spark = build_session(settings)
+    quiet = {"progress": lambda _: None}
+    init_warehouse(spark, settings)
+    store_catalog(spark, settings, catalog())
+    print(f"filling bronze with {bronze:,} events ...", flush=True)
+    for path in generate(root / "fill", bronze, 4, seed=1):
+        land_file(settings, path, "default")
+    run_landing_to_bronze(spark, settings, **quiet)
+    baseline = [one_row_append(spark, root / "one-row") for _ in range(3)]
+    times, made = [], []
+    for n in range(rounds):
+        (path,) = generate(root / f"round-{n}", batch, 1, seed=100 + n)
+        land_file(settings, path, "default")
+        before = commits(spark, settings)
+        started = time.perf_counter()
+        tally = run_landing_to_bronze(spark, settings, **quiet)
+        times.append(time.perf_counter() - started)
+        made.append(commits(spark, settings) - before)
+        assert tally.events_read == batch, tally
+        print(f"  round {n + 1}: {times[-1]:.2f} s, {made[-1]} commits", flush=True)
+    spark.stop()
+    steady = times[1:] or times
+    per_batch, per_append = statistics.median(steady), statistics.median(baseline)
+    record(
+        "microbatch",
+        "Micro-batch fixed cost: a small landing batch into a filled bronze",
+        [
+            ("bronze before", f"{bronze:,} events"),
+            ("micro-batch", f"{batch:,} events, {rounds} rounds"),
+            ("first round (warm-up)", f"{times[0]:.2f} s"),
+            ("median of the others (goal ≤ 1.5 s)", f"{per_batch:.2f} s"),
+            ("Delta commits per micro-batch", f"{statistics.median(made):.0f}"),
+            ("a bare 1-row Delta append", f"{per_append:.2f} s"),
+            ("micro-batch / 1-row append", f"{per_batch / per_append:.1f}"),
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bronze", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=1_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="meterlake-bench-mb-"))
+    try:
+        run(args.bronze, args.batch, args.rounds, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
