@@ -96,6 +96,7 @@ bench: export METERLAKE_DRIVER_MEMORY ?= 8g
 bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/microbatch.py
+	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/freshness.py
 	$(BIN)/python bench/invoices.py
