@@ -95,6 +95,7 @@ alert-rules: $(VENV)/.installed
 bench: export METERLAKE_DRIVER_MEMORY ?= 8g
 bench: setup
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/microbatch.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/api.py

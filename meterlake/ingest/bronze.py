@@ -260,13 +260,18 @@ def _process(
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
     try:
+        # One job for the counts and the customers with new events: each action costs a
+        # plan and a job on the driver, the fixed cost of a small micro-batch.
+        customer = F.struct("tenant_id", "customer_id")
         counts = (
             admitted.groupBy("batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason"))
-            .count()
+            .agg(
+                F.count("*").alias("count"),
+                F.collect_set(F.when(F.col("outcome") == ACCEPTED, customer)).alias("customers"),
+            )
             .collect()
         )
-        accepted = admitted.where(F.col("outcome") == ACCEPTED).select("tenant_id", "customer_id")
-        customers = {(r.tenant_id, r.customer_id) for r in accepted.distinct().collect()}
+        customers = {(c.tenant_id, c.customer_id) for row in counts for c in row.customers}
         if any(row.outcome == REJECTED for row in counts):  # most batches have none: no commit
             insert_missing(
                 quarantine_rows(admitted, now_ts),
@@ -292,26 +297,36 @@ def _process(
         )
     finally:
         admitted.unpersist()
-    tally, rows = _account(batches, counts, epoch, now_ts, next_ingest_seq(spark, settings))
+    tally, rows = _account(batches, counts, epoch, now_ts)
     tally.customers = customers
     tally.altered = list(altered.values())
-    frame = spark.createDataFrame(rows, schema=tables.nullable_schema(tables.BRONZE_BATCHES))
-    insert_missing(frame, settings, tables.BRONZE_BATCHES, ["batch_id"], scope=scope, fence=lease)
+    insert_missing(
+        numbered_batches(spark, settings, rows),
+        settings,
+        tables.BRONZE_BATCHES,
+        ["batch_id"],
+        scope=scope,
+        fence=lease,
+    )
     return tally
 
 
-def next_ingest_seq(spark: SparkSession, settings: Settings) -> int:
-    """One more than the highest ``ingest_seq`` in bronze.batches (the ingest lease's holder
-    is its only writer, so the numbers follow commit order)."""
+def numbered_batches(spark: SparkSession, settings: Settings, rows: list) -> DataFrame:
+    """bronze.batches rows (all columns but ``ingest_seq``), numbered one more than the
+    highest ``ingest_seq`` already there. The ingest lease's holder is the table's only
+    writer, so the numbers follow commit order; read inside the insert's own plan, the
+    number costs no job of its own."""
     from pyspark.sql import functions as F
 
-    top = tables.read(spark, settings, tables.BRONZE_BATCHES).agg(F.max("ingest_seq")).first()[0]
-    return (top or 0) + 1
+    schema = tables.nullable_schema(tables.BRONZE_BATCHES)
+    unnumbered = type(schema)([f for f in schema.fields if f.name != "ingest_seq"])
+    top = tables.read(spark, settings, tables.BRONZE_BATCHES).agg(
+        (F.coalesce(F.max("ingest_seq"), F.lit(0)) + 1).alias("ingest_seq")
+    )
+    return spark.createDataFrame(rows, schema=unnumbered).crossJoin(top)
 
 
-def _account(
-    batches: list[LandingBatch], counts: list, epoch: int, now_ts, seq: int
-) -> tuple[Tally, list]:
+def _account(batches: list[LandingBatch], counts: list, epoch: int, now_ts) -> tuple[Tally, list]:
     per_batch: dict[str, Tally] = {b.batch_id: Tally(batches=1) for b in batches}
     for row in counts:
         per_batch[row.batch_id].record(row.outcome, row.reason, row["count"])
@@ -337,7 +352,6 @@ def _account(
                 dict(tally.quarantined),
                 epoch,
                 now_ts,
-                seq,
             )
         )
     return total, rows

@@ -177,38 +177,59 @@ def violations(schema: EventSchema, variant: str = "v", raw_text: str = "value")
 def _object_violations(
     node: dict[str, Any], at: tuple[str, ...], v: str, raw_text: str
 ) -> list[Violation]:
-    from pyspark.sql import functions as F
-
-    found: list[Violation] = []
-    prefix = ".".join(at) + "." if at else ""
-    for name in node.get("required", []):
-        found.append(
-            Violation(
-                F.col(kind_column((*at, name))).isNull(),
-                "missing_field",
-                F.lit(f"{prefix}{name}: is required"),
-            )
-        )
-    properties: dict[str, Any] = node.get("properties", {})
+    found = [*required_violations(node, at)]
     if node.get("additionalProperties") is False:
-        allowed = ", ".join(f"'{name}'" for name in properties) or "''"
-        source = f'to_json(variant_get({v}, "{json_path(at)}"))' if at else raw_text
-        unknown = f"array_except(json_object_keys({source}), array({allowed}))"
-        found.append(
-            Violation(
-                F.expr(f"size({unknown}) > 0"),
-                "unknown_field",
-                F.expr(f"concat('{prefix}', array_join({unknown}, ', '), ': unknown field')"),
-            )
-        )
-    for name, sub in properties.items():
-        found.extend(_field_violations(sub, (*at, name), v, raw_text))
+        found.append(_unknown_violation(node, at, v, raw_text))
+    for name, sub in node.get("properties", {}).items():
+        found.extend(field_violations(sub, (*at, name), v, raw_text))
     return found
 
 
-def _field_violations(
+def required_violations(node: dict[str, Any], at: tuple[str, ...]) -> list[Violation]:
+    """One check per field the object at ``at`` requires."""
+    from pyspark.sql import functions as F
+
+    prefix = ".".join(at) + "." if at else ""
+    return [
+        Violation(
+            F.col(kind_column((*at, name))).isNull(),
+            "missing_field",
+            F.lit(f"{prefix}{name}: is required"),
+        )
+        for name in node.get("required", [])
+    ]
+
+
+def _unknown_violation(
     node: dict[str, Any], at: tuple[str, ...], v: str, raw_text: str
+) -> Violation:
+    from pyspark.sql import functions as F
+
+    prefix = ".".join(at) + "." if at else ""
+    allowed = ", ".join(f"'{name}'" for name in node.get("properties", {})) or "''"
+    source = f'to_json(variant_get({v}, "{json_path(at)}"))' if at else raw_text
+    unknown = f"array_except(json_object_keys({source}), array({allowed}))"
+    return Violation(
+        F.expr(f"size({unknown}) > 0"),
+        "unknown_field",
+        F.expr(f"concat('{prefix}', array_join({unknown}, ', '), ': unknown field')"),
+    )
+
+
+def top_level_violations(
+    schema: EventSchema, v: str = "v", raw_text: str = "value"
 ) -> list[Violation]:
+    """The checks of the document itself (required and unknown fields), not of its fields."""
+    found = required_violations(schema.document, ())
+    if schema.document.get("additionalProperties") is False:
+        found.append(_unknown_violation(schema.document, (), v, raw_text))
+    return found
+
+
+def field_violations(
+    node: dict[str, Any], at: tuple[str, ...], v: str = "v", raw_text: str = "value"
+) -> list[Violation]:
+    """The checks of the field at ``at``: its type, its keyword rules, nested fields."""
     from pyspark.sql import functions as F
 
     path = json_path(at)

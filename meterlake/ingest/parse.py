@@ -22,6 +22,7 @@ from meterlake.ingest.event_schema import (
     text_column,
     violations,
 )
+from meterlake.ingest.fast_path import STRICT_TIMESTAMP, clean_line
 from meterlake.ingest.identity import payload_hash
 
 if TYPE_CHECKING:
@@ -137,8 +138,24 @@ def _extra(schemas: dict[str, EventSchema]) -> Column:
     return extra
 
 
-def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSchema]) -> DataFrame:
-    """Parse and validate non-blank landing lines; see the module docstring for the rules."""
+def _read_text(per_field: dict[str, Column], at: tuple[str, ...]) -> Column:
+    """The field's text: the string its type columns read already, else the variant's own
+    rendering of it (a number's digits), so a string field is navigated once."""
+    from pyspark.sql import functions as F
+
+    read = F.expr(f"try_variant_get(v, \"{json_path(at)}\", 'string')")
+    name = text_column(at)
+    return F.coalesce(F.col(name), read) if name in per_field else read
+
+
+def parse_lines(
+    lines: DataFrame, settings: Settings, schemas: dict[str, EventSchema], *, fast: bool = True
+) -> DataFrame:
+    """Parse and validate non-blank landing lines; see the module docstring for the rules.
+
+    The full checks run only on lines `meterlake.ingest.fast_path` cannot vouch for;
+    ``fast=False`` runs them on every line, the reference the fast path is tested against.
+    """
     from pyspark.sql import functions as F
 
     skew = settings.max_clock_skew_seconds
@@ -152,19 +169,20 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
         .withColumn(
             "schema_version",
             F.coalesce(
-                F.expr("try_variant_get(v, '$.schema_version', 'string')"),
+                _read_text(per_field, ("schema_version",)),
                 F.lit(DEFAULT_SCHEMA_VERSION),
             ),
         )
-        .withColumn(
-            "ts_text", F.upper(F.trim(F.expr("try_variant_get(v, '$.timestamp', 'string')")))
-        )
+        .withColumn("ts_text", F.upper(F.trim(_read_text(per_field, ("timestamp",)))))
+        .withColumn("ts_strict", F.coalesce(F.col("ts_text").rlike(STRICT_TIMESTAMP), F.lit(False)))
         .withColumn(
             "event_time",
-            F.expr(
-                "try_cast(regexp_replace(regexp_replace(regexp_replace(regexp_replace(ts_text,"
-                " ',', '.'), '([+-][0-9]{2})([0-9]{2})$', '$1:$2'), '([+-][0-9]{2})$', '$1:00'),"
-                f" '{_NO_SECONDS}', '$1:00$2') AS TIMESTAMP)"
+            F.when(F.col("ts_strict"), F.expr("try_cast(ts_text AS TIMESTAMP)")).otherwise(
+                F.expr(
+                    "try_cast(regexp_replace(regexp_replace(regexp_replace(regexp_replace("
+                    "ts_text, ',', '.'), '([+-][0-9]{2})([0-9]{2})$', '$1:$2'),"
+                    f" '([+-][0-9]{{2}})$', '$1:00'), '{_NO_SECONDS}', '$1:00$2') AS TIMESTAMP)"
+                )
             ),
         )
         .withColumn(
@@ -180,8 +198,17 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
             ),
         )
     )
-    parsed = parsed.withColumn("schema_check", _schema_checks(schemas))
     max_bytes = settings.max_line_bytes
+    too_old = F.col("event_time") < F.coalesce("source_time", "received_at") - F.expr(
+        f"INTERVAL {settings.backfill_days} DAYS"
+    )
+    if fast:
+        clean = clean_line(schemas, max_bytes, too_old, kind_column(QUANTITY))
+        parsed = parsed.withColumn("clean", clean)
+    else:
+        parsed = parsed.withColumn("clean", F.lit(False))
+    full = ~F.col("clean")
+    parsed = parsed.withColumn("schema_check", F.when(full, _schema_checks(schemas)))
     checks = [
         Violation(
             F.octet_length("value") > max_bytes,
@@ -237,18 +264,15 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
         Violation(
             # Judged from the first receipt: an API request or Kafka record is checked by
             # the API when it arrives, and its batch commits to landing a little later.
-            F.col("event_time")
-            < F.coalesce("source_time", "received_at")
-            - F.expr(f"INTERVAL {settings.backfill_days} DAYS"),
+            too_old,
             reasons.TOO_OLD,
             F.lit(f"timestamp is more than {settings.backfill_days} days before receipt"),
         ),
     ]
     verdict = F.col("verdict")
     skewed = F.col("event_time") > F.col("received_at") + F.expr(f"INTERVAL {skew} SECONDS")
-    sdk = "variant_get(v, '$.sdk')"
     out = (
-        parsed.withColumn("verdict", _first(checks))
+        parsed.withColumn("verdict", F.when(full, _first(checks)))
         .withColumn("reason", verdict.reason)
         .withColumn("detail", verdict.detail)
         .withColumn("clock_skew", F.coalesce(skewed, F.lit(False)))
@@ -264,14 +288,14 @@ def parse_lines(lines: DataFrame, settings: Settings, schemas: dict[str, EventSc
             ),
         )
         .withColumn("extra", _extra(schemas))
-        .withColumn("sdk_name", F.expr(f"try_variant_get({sdk}, '$.name', 'string')"))
-        .withColumn("sdk_version", F.expr(f"try_variant_get({sdk}, '$.version', 'string')"))
+        .withColumn("sdk_name", _read_text(per_field, ("sdk", "name")))
+        .withColumn("sdk_version", _read_text(per_field, ("sdk", "version")))
     )
     for name in BRONZE_FIELDS:
-        out = out.withColumn(name, F.expr(f"try_variant_get(v, '$.{name}', 'string')"))
-    sent_time = F.expr("try_variant_get(v, '$.timestamp', 'string')").alias("timestamp")
+        out = out.withColumn(name, _read_text(per_field, (name,)))
+    sent_time = _read_text(per_field, ("timestamp",)).alias("timestamp")
     read = (*BRONZE_FIELDS, "schema_version", "sdk_name", "sdk_version", "properties", "extra")
     identity = [*map(F.col, read), sent_time, F.col("q_text").alias("quantity")]
     out = out.withColumn("payload_sha256", payload_hash(identity))
-    helpers = ["v", "ts_text", "q_text", "schema_check", "verdict", *per_field]
-    return out.drop(*helpers)
+    helpers = ["v", "ts_text", "ts_strict", "q_text", "clean", "schema_check", "verdict"]
+    return out.drop(*helpers, *per_field)

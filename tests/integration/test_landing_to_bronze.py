@@ -126,6 +126,7 @@ def test_three_batches_exact_counts(spark, processed) -> None:
     assert quarantine_reasons(spark, warehouse) == dict(tally.quarantined)
     bronze = tables.read(spark, warehouse, tables.BRONZE_EVENTS).collect()
     assert sorted(r.event_id for r in bronze) == ["e-1", "e-10", "e-2", "e-3", "e-6", "e-9"]
+    assert tally.customers == {(r.tenant_id, r.customer_id) for r in bronze}
 
 
 def test_bronze_rows_carry_lineage_and_first_copy_wins(spark, processed) -> None:
@@ -183,6 +184,13 @@ def test_rerun_and_new_batch_are_exactly_once(
     land(warehouse, tmp_path, "b4.jsonl", [ev(1), ev(12)], datetime(2026, 3, 5, tzinfo=UTC))
     later = run_landing_to_bronze(spark, warehouse, progress=lambda _: None)
     assert (later.bronze_rows, later.duplicates) == (1, 1)
+    numbers = {
+        r.batch_id: r.ingest_seq
+        for r in tables.read(spark, warehouse, tables.BRONZE_BATCHES).collect()
+    }
+    assert None not in numbers.values() and len(numbers) == 4, numbers
+    earlier = [seq for batch, seq in numbers.items() if batch in three_batches.values()]
+    assert set(numbers.values()) - set(earlier) == {max(earlier) + 1}  # the next in commit order
     bronze = tables.read(spark, warehouse, tables.BRONZE_EVENTS)
     assert bronze.count() == bronze.select("tenant_id", "event_id").distinct().count() == 7
 
