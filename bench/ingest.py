@@ -160,11 +160,16 @@ def phases(events: int, files: int, root: Path) -> None:
 
 
 def _time_phases(spark, wh: Settings, paths: list[Path], attempt: str) -> None:
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     from meterlake.delta_io import append
-    from meterlake.ingest.bronze import BLANK_LINE, admit, bronze_rows, landing_lines, prior_events
+    from meterlake.ingest.bronze import (
+        BLANK_LINE,
+        admitted,
+        bronze_rows,
+        landing_lines,
+        prior_events,
+    )
     from meterlake.ingest.event_schema import load_event_schemas
     from meterlake.ingest.landing import manifest_entries
     from meterlake.ingest.parse import parse_lines
@@ -175,25 +180,23 @@ def _time_phases(spark, wh: Settings, paths: list[Path], attempt: str) -> None:
         land_file(wh, path, "default")
     lines = landing_lines(spark, wh, list(manifest_entries(wh)))
     nonblank = lines.where(~F.col("value").rlike(BLANK_LINE))
-    admitted = admit(spark, wh, nonblank, prior_events(spark, wh)).drop("value")
-    cached = admitted.persist(StorageLevel.MEMORY_AND_DISK)
     # Each step repeats the ones before it (Spark is lazy), so read the differences.
-    steps = {
-        "read lines + line numbers": lambda: noop(nonblank),
-        "+ parse and validate": lambda: noop(parse_lines(nonblank, wh, load_event_schemas())),
-        "  (every check on every line)": lambda: noop(
-            parse_lines(nonblank, wh, load_event_schemas(), fast=False)
-        ),
-        "+ customers, identity, cache": cached.count,
-        "bronze Delta write (cached)": lambda: append(
-            bronze_rows(cached, RECEIVED), wh, tables.BRONZE_EVENTS
-        ),
-    }
-    for name, step in steps.items():
-        started = time.perf_counter()
-        step()
-        print(f"{attempt}  {name:<28}{time.perf_counter() - started:>7.1f} s", flush=True)
-    cached.unpersist()
+    with admitted(spark, wh, nonblank, prior_events(spark, wh)) as judged:
+        steps = {
+            "read lines + line numbers": lambda: noop(nonblank),
+            "+ parse and validate": lambda: noop(parse_lines(nonblank, wh, load_event_schemas())),
+            "  (every check on every line)": lambda: noop(
+                parse_lines(nonblank, wh, load_event_schemas(), fast=False)
+            ),
+            "+ customers, identity, cache": judged.count,
+            "bronze Delta write (cached)": lambda: append(
+                bronze_rows(judged, RECEIVED), wh, tables.BRONZE_EVENTS
+            ),
+        }
+        for name, step in steps.items():
+            started = time.perf_counter()
+            step()
+            print(f"{attempt}  {name:<28}{time.perf_counter() - started:>7.1f} s", flush=True)
 
 
 def noop(frame) -> None:

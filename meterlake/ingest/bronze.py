@@ -10,6 +10,8 @@ whatever the first attempt committed is not written again and the rest is comple
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -18,7 +20,7 @@ from meterlake.catalog.store import current
 from meterlake.delta_io import insert_as_of, insert_missing, retry_conflicts, sql_in
 from meterlake.ingest import reasons
 from meterlake.ingest.event_schema import load_event_schemas
-from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED, classify
+from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED, classify, repeats
 from meterlake.ingest.integrity import Altered, altered_batches
 from meterlake.ingest.landing import LandingBatch
 from meterlake.ingest.parse import parse_lines
@@ -141,21 +143,43 @@ def known_customers(spark: SparkSession, settings: Settings) -> DataFrame:
     return customers.select("tenant_id", "customer_id", F.lit(True).alias("_known"))
 
 
-def admit(
+@contextmanager
+def admitted(
     spark: SparkSession,
     settings: Settings,
     lines: DataFrame,
     prior: DataFrame,
     altered: dict[str, Altered] | None = None,
-) -> DataFrame:
-    """Classify non-blank lines: ``outcome`` accepted | duplicate | rejected, with reasons.
+) -> Iterator[DataFrame]:
+    """Non-blank lines classified: ``outcome`` accepted | duplicate | rejected, with reasons.
 
     ``prior`` is bronze's (tenant_id, event_id, payload_sha256) minus the lines being
-    processed; every line of an ``altered`` batch is rejected, whatever it holds.
+    processed; every line of an ``altered`` batch is rejected, whatever it holds. The
+    parsed lines and their identity repeats are cached while the caller's block runs (the
+    repeats are ranked on the parsed rows' keys, so those rows are read twice), and
+    released after it; ``raw`` is kept for rejected lines only.
     """
+    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    parsed = parse_lines(lines, settings, load_event_schemas())
+    judged = _judged(spark, settings, lines, altered).persist(StorageLevel.MEMORY_AND_DISK)
+    found = repeats(judged, prior).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield classify(judged, found).withColumn(
+            "raw", F.when(F.col("outcome") == REJECTED, F.col("raw"))
+        )
+    finally:
+        found.unpersist()
+        judged.unpersist()
+
+
+def _judged(
+    spark: SparkSession, settings: Settings, lines: DataFrame, altered: dict[str, Altered] | None
+) -> DataFrame:
+    """Parsed lines with the customer and landing-integrity verdicts added (no identity)."""
+    from pyspark.sql import functions as F
+
+    parsed = parse_lines(lines, settings, load_event_schemas()).drop("value")
     parsed = parsed.join(
         F.broadcast(known_customers(spark, settings)), ["tenant_id", "customer_id"], "left"
     )
@@ -186,9 +210,7 @@ def admit(
             "reason",
             F.when(bad, F.lit(reasons.LANDING_CHECKSUM_MISMATCH)).otherwise(F.col("reason")),
         )
-    return classify(parsed, prior).withColumn(
-        "raw", F.when(F.col("outcome") == REJECTED, F.col("raw"))
-    )
+    return parsed
 
 
 def prior_events(spark: SparkSession, settings: Settings, version: int | None = None) -> DataFrame:
@@ -240,7 +262,6 @@ def _process(
     epoch: int,
     lease: Lease,
 ) -> Tally:
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     now_ts = settings.now()
@@ -254,17 +275,12 @@ def _process(
     prior = prior_events(spark, settings, read_version).where(~in_scope)
     # Cached once, counted first: writing bronze invalidates every cached plan that read
     # bronze (as ``prior`` does), so nothing may use the cache after that write.
-    admitted = (
-        admit(spark, settings, nonblank, prior, altered)
-        .drop("value")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    try:
+    with admitted(spark, settings, nonblank, prior, altered) as judged:
         # One job for the counts and the customers with new events: each action costs a
         # plan and a job on the driver, the fixed cost of a small micro-batch.
         customer = F.struct("tenant_id", "customer_id")
         counts = (
-            admitted.groupBy("batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason"))
+            judged.groupBy("batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason"))
             .agg(
                 F.count("*").alias("count"),
                 F.collect_set(F.when(F.col("outcome") == ACCEPTED, customer)).alias("customers"),
@@ -274,7 +290,7 @@ def _process(
         customers = {(c.tenant_id, c.customer_id) for row in counts for c in row.customers}
         if any(row.outcome == REJECTED for row in counts):  # most batches have none: no commit
             insert_missing(
-                quarantine_rows(admitted, now_ts),
+                quarantine_rows(judged, now_ts),
                 settings,
                 tables.BRONZE_QUARANTINE,
                 LINEAGE,
@@ -285,7 +301,7 @@ def _process(
         # by a quarantine replay meanwhile, is never written twice; nor is one a tier move
         # has taken to cold since (a batch reprocessed after its checkpoint was lost).
         moved = tables.read(spark, settings, tables.COLD_EVENTS).where(in_scope).select(*LINEAGE)
-        rows = bronze_rows(admitted, now_ts).join(moved, LINEAGE, "left_anti")
+        rows = bronze_rows(judged, now_ts).join(moved, LINEAGE, "left_anti")
         insert_as_of(
             rows,
             settings,
@@ -295,8 +311,6 @@ def _process(
             read_version=read_version,
             fence=lease,
         )
-    finally:
-        admitted.unpersist()
     tally, rows = _account(batches, counts, epoch, now_ts)
     tally.customers = customers
     tally.altered = list(altered.values())

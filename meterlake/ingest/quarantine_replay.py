@@ -20,7 +20,7 @@ from meterlake.ingest import reasons
 from meterlake.ingest.bronze import (
     LINEAGE,
     Tally,
-    admit,
+    admitted,
     bronze_rows,
     known_customers,
     prior_events,
@@ -49,7 +49,6 @@ def replay_quarantine(spark: SparkSession, settings: Settings) -> Tally:
 
 def _replay(spark: SparkSession, settings: Settings, lease: Lease) -> Tally:
     from delta.tables import DeltaTable
-    from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
     path = tables.BRONZE_QUARANTINE.path(settings)
@@ -75,10 +74,9 @@ def _replay(spark: SparkSession, settings: Settings, lease: Lease) -> Tally:
     prior = prior_events(spark, settings, read_version)
     done = lines.join(prior.select(*LINEAGE), LINEAGE, "left_semi")
     fresh = lines.join(prior.select(*LINEAGE), LINEAGE, "left_anti")
-    admitted = admit(spark, settings, fresh, prior).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
+    with admitted(spark, settings, fresh, prior) as judged:
         now_ts = settings.now()
-        outcomes = admitted.select(
+        outcomes = judged.select(
             *LINEAGE,
             F.when(F.col("outcome") == ACCEPTED, F.lit("admitted"))
             .when(F.col("outcome") == DUPLICATE, F.lit("duplicate"))
@@ -86,16 +84,16 @@ def _replay(spark: SparkSession, settings: Settings, lease: Lease) -> Tally:
             .alias("outcome"),
         ).unionByName(done.select(*LINEAGE, F.lit("admitted").alias("outcome")))
         # Taken to the driver before bronze is written: that write drops every cached plan
-        # that read bronze (``admitted`` did), and the MERGE below must not re-cache it.
+        # that read bronze (``judged`` did), and the MERGE below must not re-cache it.
         outcomes = spark.createDataFrame(
             outcomes.collect(), "batch_id string, line_number long, outcome string"
         )
         if outcomes.isEmpty():
             return Tally()
-        batch_ids = [r.batch_id for r in admitted.select("batch_id").distinct().collect()]
+        batch_ids = [r.batch_id for r in judged.select("batch_id").distinct().collect()]
         if batch_ids:
             insert_as_of(
-                bronze_rows(admitted, now_ts),
+                bronze_rows(judged, now_ts),
                 settings,
                 tables.BRONZE_EVENTS,
                 LINEAGE,
@@ -118,8 +116,6 @@ def _replay(spark: SparkSession, settings: Settings, lease: Lease) -> Tally:
             .execute()
         )
         counts = outcomes.groupBy("outcome").count().collect()
-    finally:
-        admitted.unpersist()
     tally = Tally()
     for row in counts:
         outcome = {"admitted": ACCEPTED, "duplicate": DUPLICATE}.get(row.outcome, REJECTED)

@@ -234,7 +234,7 @@ def test_a_resend_meeting_a_row_of_the_old_hash_version_is_judged_by_it(
     from pyspark.sql import functions as F
 
     from meterlake.ingest.event_schema import load_event_schemas
-    from meterlake.ingest.identity import classify, legacy_payload_hash
+    from meterlake.ingest.identity import classify, legacy_payload_hash, repeats
     from meterlake.ingest.parse import parse_lines
 
     original = json.dumps(event(event_id="old-1", quantity="2"))
@@ -248,6 +248,6 @@ def test_a_resend_meeting_a_row_of_the_old_hash_version_is_judged_by_it(
     frame = parse_lines(
         lines_frame(spark, [resent, changed], RECEIVED), settings, load_event_schemas()
     )
-    judged = classify(frame, prior).orderBy("line_number").collect()
+    judged = classify(frame, repeats(frame, prior)).orderBy("line_number").collect()
     outcomes = [(r.outcome, r.reason) for r in judged]
     assert outcomes == [("duplicate", None), ("rejected", "duplicate_conflict")]
