@@ -19,9 +19,11 @@ $(VENV)/.installed: requirements.lock setup.cfg
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
-# Resolve Delta, hadoop-aws and the Kafka connector from Maven Central once, into .cache/ivy.
+# Resolve Delta, hadoop-aws and the Kafka connector from Maven Central once, into .cache/ivy
+# (or METERLAKE_IVY_DIR; the marker stays here either way).
 .cache/ivy/.warm: $(VENV)/.installed meterlake/spark.py
 	$(BIN)/python -m meterlake.spark --warm
+	mkdir -p $(@D)
 	touch $@
 
 lock:
