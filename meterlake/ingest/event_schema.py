@@ -177,20 +177,21 @@ def violations(schema: EventSchema, variant: str = "v", raw_text: str = "value")
 def _object_violations(
     node: dict[str, Any], at: tuple[str, ...], v: str, raw_text: str
 ) -> list[Violation]:
-    found = [*required_violations(node, at)]
-    if node.get("additionalProperties") is False:
-        found.append(_unknown_violation(node, at, v, raw_text))
+    found = _own_violations(node, at, v, raw_text)
     for name, sub in node.get("properties", {}).items():
         found.extend(field_violations(sub, (*at, name), v, raw_text))
     return found
 
 
-def required_violations(node: dict[str, Any], at: tuple[str, ...]) -> list[Violation]:
-    """One check per field the object at ``at`` requires."""
+def _own_violations(
+    node: dict[str, Any], at: tuple[str, ...], v: str, raw_text: str
+) -> list[Violation]:
+    """The checks of the object at ``at`` itself: a field it requires, a key it does not
+    declare (with ``additionalProperties: false``); not those of its fields."""
     from pyspark.sql import functions as F
 
     prefix = ".".join(at) + "." if at else ""
-    return [
+    found = [
         Violation(
             F.col(kind_column((*at, name))).isNull(),
             "missing_field",
@@ -198,6 +199,9 @@ def required_violations(node: dict[str, Any], at: tuple[str, ...]) -> list[Viola
         )
         for name in node.get("required", [])
     ]
+    if node.get("additionalProperties") is False:
+        found.append(_unknown_violation(node, at, v, raw_text))
+    return found
 
 
 def _unknown_violation(
@@ -220,10 +224,7 @@ def top_level_violations(
     schema: EventSchema, v: str = "v", raw_text: str = "value"
 ) -> list[Violation]:
     """The checks of the document itself (required and unknown fields), not of its fields."""
-    found = required_violations(schema.document, ())
-    if schema.document.get("additionalProperties") is False:
-        found.append(_unknown_violation(schema.document, (), v, raw_text))
-    return found
+    return _own_violations(schema.document, (), v, raw_text)
 
 
 def field_violations(

@@ -100,7 +100,8 @@ def schema_clean(schemas: dict[str, EventSchema], v: str = "v", raw_text: str = 
     chosen = None
     for version, schema in schemas.items():
         parts = [_none_hold(top_level_violations(schema, v, raw_text))]
-        parts += [_field_clean(sub, name, v, raw_text) for name, sub in _fields(schema)]
+        fields = schema.document.get("properties", {}).items()
+        parts += [_field_clean(sub, name, v, raw_text) for name, sub in fields]
         if any(part is None for part in parts):
             continue
         clean = reduce(lambda a, b: a & b, parts)
@@ -109,10 +110,6 @@ def schema_clean(schemas: dict[str, EventSchema], v: str = "v", raw_text: str = 
     if chosen is None:
         return F.lit(False)
     return F.coalesce(chosen.otherwise(F.lit(False)), F.lit(False))
-
-
-def _fields(schema: EventSchema) -> list[tuple[str, dict[str, Any]]]:
-    return list(schema.document.get("properties", {}).items())
 
 
 def clean_line(

@@ -161,6 +161,7 @@ def parse_lines(
     skew = settings.max_clock_skew_seconds
     per_field = field_columns(schemas, core=(QUANTITY, PROPERTIES))
     q_kind = F.col(kind_column(QUANTITY))
+    sent_time = _read_text(per_field, ("timestamp",))
     # Columns are added a stage at a time (`withColumns`), each stage reading only the
     # ones before it: every call re-analyses the whole plan, and one per column cost more
     # driver time than a small micro-batch's data (about 1.3 s per plan).
@@ -175,7 +176,7 @@ def parse_lines(
                 "schema_version": F.coalesce(
                     _read_text(per_field, ("schema_version",)), F.lit(DEFAULT_SCHEMA_VERSION)
                 ),
-                "ts_text": F.upper(F.trim(_read_text(per_field, ("timestamp",)))),
+                "ts_text": F.upper(F.trim(sent_time)),
                 "q_text": F.when(
                     q_kind == "STRING", F.trim(F.col(text_column(QUANTITY)))
                 ).otherwise(F.expr("to_json(variant_get(v, '$.quantity'))")),
@@ -204,11 +205,8 @@ def parse_lines(
     too_old = F.col("event_time") < F.coalesce("source_time", "received_at") - F.expr(
         f"INTERVAL {settings.backfill_days} DAYS"
     )
-    if fast:
-        clean = clean_line(schemas, max_bytes, too_old, kind_column(QUANTITY))
-        parsed = parsed.withColumn("clean", clean)
-    else:
-        parsed = parsed.withColumn("clean", F.lit(False))
+    clean = clean_line(schemas, max_bytes, too_old, kind_column(QUANTITY)) if fast else F.lit(False)
+    parsed = parsed.withColumn("clean", clean)
     full = ~F.col("clean")
     parsed = parsed.withColumn("schema_check", F.when(full, _schema_checks(schemas)))
     checks = [
@@ -290,9 +288,8 @@ def parse_lines(
             **read_texts,
         }
     )
-    sent_time = _read_text(per_field, ("timestamp",)).alias("timestamp")
     read = (*BRONZE_FIELDS, "schema_version", "sdk_name", "sdk_version", "properties", "extra")
-    identity = [*map(F.col, read), sent_time, F.col("q_text").alias("quantity")]
+    identity = [*map(F.col, read), sent_time.alias("timestamp"), F.col("q_text").alias("quantity")]
     out = out.withColumns(
         {"billing_date": F.to_date("billing_time"), "payload_sha256": payload_hash(identity)}
     )
