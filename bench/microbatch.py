@@ -7,8 +7,10 @@ Fills bronze with ``--bronze`` events (one landing batch), then lands and loads
 timing each (`run_landing_to_bronze`: integrity check, parse, identity against bronze,
 the Delta commits). The first small round pays the JVM's warm-up; the report is the
 median of the others (goal: ≤ 1.5 s on an idle machine), beside the time of a bare
-1-row Delta append on the same session as the baseline of what one commit costs, and
-the Delta commits each micro-batch made.
+1-row Delta append on the same session as the baseline of what one commit costs, the
+Delta commits each micro-batch made, and where the time goes: the median per phase the
+library marks (`meterlake.phases`; "plan" phases build query plans on the driver and
+run no job) and the code compilations Spark made (CodegenMetrics).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from meterlake.catalog.store import store_catalog
 from meterlake.config import Settings
 from meterlake.ingest.landing import land_file
 from meterlake.ingest.stream import run_landing_to_bronze
+from meterlake.phases import timed
 from meterlake.spark import build_session
 from meterlake.warehouse import init_warehouse
 
@@ -51,6 +54,12 @@ def one_row_append(spark, path: Path) -> float:
     return time.perf_counter() - started
 
 
+def compilations(spark) -> int:
+    """Classes Janino has compiled in this JVM so far (whole-stage and expression code)."""
+    metrics = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics
+    return metrics.METRIC_COMPILATION_TIME().getCount()
+
+
 def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
     settings = replace(Settings.load(), pinned_now=RECEIVED).with_warehouse(str(root / "wh"))
     spark = build_session(settings)
@@ -62,19 +71,30 @@ def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
         land_file(settings, path, "default")
     run_landing_to_bronze(spark, settings, **quiet)
     baseline = [one_row_append(spark, root / "one-row") for _ in range(3)]
-    times, made = [], []
+    times, made, compiled, split = [], [], [], []
     for n in range(rounds):
         (path,) = generate(root / f"round-{n}", batch, 1, seed=100 + n)
         land_file(settings, path, "default")
-        before = commits(spark, settings)
+        before, classes = commits(spark, settings), compilations(spark)
         started = time.perf_counter()
-        tally = run_landing_to_bronze(spark, settings, **quiet)
+        with timed() as phases:
+            tally = run_landing_to_bronze(spark, settings, **quiet)
         times.append(time.perf_counter() - started)
         made.append(commits(spark, settings) - before)
+        compiled.append(compilations(spark) - classes)
+        split.append(
+            {
+                **phases,
+                "other (query start and stop, checkpoint, lease)": times[-1] - sum(phases.values()),
+            }
+        )
         assert tally.events_read == batch, tally
         print(f"  round {n + 1}: {times[-1]:.2f} s, {made[-1]} commits", flush=True)
     spark.stop()
     steady = times[1:] or times
+    phases = {
+        name: statistics.median(p.get(name, 0.0) for p in split[1:] or split) for name in split[-1]
+    }
     per_batch, per_append = statistics.median(steady), statistics.median(baseline)
     record(
         "microbatch",
@@ -87,6 +107,11 @@ def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
             ("Delta commits per micro-batch", f"{statistics.median(made):.0f}"),
             ("a bare 1-row Delta append", f"{per_append:.2f} s"),
             ("micro-batch / 1-row append", f"{per_batch / per_append:.1f}"),
+            (
+                "classes compiled per micro-batch",
+                f"{statistics.median(compiled[1:] or compiled):.0f}",
+            ),
+            *((f"  {name}", f"{seconds:.2f} s") for name, seconds in phases.items()),
         ],
     )
 

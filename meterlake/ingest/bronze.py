@@ -25,6 +25,7 @@ from meterlake.ingest.integrity import Altered, altered_batches
 from meterlake.ingest.landing import LandingBatch
 from meterlake.ingest.parse import parse_lines
 from meterlake.lease import INGEST, Lease, hold
+from meterlake.phases import phase
 from meterlake.tiering.events import bronze_version, events_at
 
 if TYPE_CHECKING:
@@ -162,12 +163,14 @@ def admitted(
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
 
-    judged = _judged(spark, settings, lines, altered).persist(StorageLevel.MEMORY_AND_DISK)
-    found = repeats(judged, prior).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        yield classify(judged, found).withColumn(
+    with phase("plan: parse, customers, identity"):
+        judged = _judged(spark, settings, lines, altered).persist(StorageLevel.MEMORY_AND_DISK)
+        found = repeats(judged, prior).persist(StorageLevel.MEMORY_AND_DISK)
+        classified = classify(judged, found).withColumn(
             "raw", F.when(F.col("outcome") == REJECTED, F.col("raw"))
         )
+    try:
+        yield classified
     finally:
         found.unpersist()
         judged.unpersist()
@@ -265,63 +268,74 @@ def _process(
     from pyspark.sql import functions as F
 
     now_ts = settings.now()
-    altered = altered_batches(spark, settings, batches)
-    lines = landing_lines(spark, settings, batches)
+    with phase("landing: integrity, lines"):
+        altered = altered_batches(spark, settings, batches)
+        lines = landing_lines(spark, settings, batches)
     nonblank = lines.where(~F.col("value").rlike(BLANK_LINE))
     batch_ids = [b.batch_id for b in batches]
     in_scope = F.col("batch_id").isin(batch_ids)
     scope = sql_in("t.batch_id", batch_ids)
-    read_version = bronze_version(spark, settings)
-    prior = prior_events(spark, settings, read_version).where(~in_scope)
+    with phase("prior identity"):
+        read_version = bronze_version(spark, settings)
+        prior = prior_events(spark, settings, read_version).where(~in_scope)
     # Cached once, counted first: writing bronze invalidates every cached plan that read
     # bronze (as ``prior`` does), so nothing may use the cache after that write.
     with admitted(spark, settings, nonblank, prior, altered) as judged:
         # One job for the counts and the customers with new events: each action costs a
         # plan and a job on the driver, the fixed cost of a small micro-batch.
         customer = F.struct("tenant_id", "customer_id")
-        counts = (
-            judged.groupBy("batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason"))
-            .agg(
-                F.count("*").alias("count"),
-                F.collect_set(F.when(F.col("outcome") == ACCEPTED, customer)).alias("customers"),
+        with phase("run: parse, identity, counts"):
+            counts = (
+                judged.groupBy(
+                    "batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason")
+                )
+                .agg(
+                    F.count("*").alias("count"),
+                    F.collect_set(F.when(F.col("outcome") == ACCEPTED, customer)).alias(
+                        "customers"
+                    ),
+                )
+                .collect()
             )
-            .collect()
-        )
         customers = {(c.tenant_id, c.customer_id) for row in counts for c in row.customers}
         if any(row.outcome == REJECTED for row in counts):  # most batches have none: no commit
-            insert_missing(
-                quarantine_rows(judged, now_ts),
-                settings,
-                tables.BRONZE_QUARANTINE,
-                LINEAGE,
-                scope=scope,
-                fence=lease,
-            )
+            with phase("commit: quarantine"):
+                insert_missing(
+                    quarantine_rows(judged, now_ts),
+                    settings,
+                    tables.BRONZE_QUARANTINE,
+                    LINEAGE,
+                    scope=scope,
+                    fence=lease,
+                )
         # Keyed on lineage: a line written by this epoch's first attempt, or re-admitted
         # by a quarantine replay meanwhile, is never written twice; nor is one a tier move
         # has taken to cold since (a batch reprocessed after its checkpoint was lost).
-        moved = tables.read(spark, settings, tables.COLD_EVENTS).where(in_scope).select(*LINEAGE)
-        rows = bronze_rows(judged, now_ts).join(moved, LINEAGE, "left_anti")
-        insert_as_of(
-            rows,
-            settings,
-            tables.BRONZE_EVENTS,
-            LINEAGE,
-            scope=scope,
-            read_version=read_version,
-            fence=lease,
-        )
+        with phase("commit: bronze"):
+            moved = (
+                tables.read(spark, settings, tables.COLD_EVENTS).where(in_scope).select(*LINEAGE)
+            )
+            insert_as_of(
+                bronze_rows(judged, now_ts).join(moved, LINEAGE, "left_anti"),
+                settings,
+                tables.BRONZE_EVENTS,
+                LINEAGE,
+                scope=scope,
+                read_version=read_version,
+                fence=lease,
+            )
     tally, rows = _account(batches, counts, epoch, now_ts)
     tally.customers = customers
     tally.altered = list(altered.values())
-    insert_missing(
-        numbered_batches(spark, settings, rows),
-        settings,
-        tables.BRONZE_BATCHES,
-        ["batch_id"],
-        scope=scope,
-        fence=lease,
-    )
+    with phase("commit: batch accounting"):
+        insert_missing(
+            numbered_batches(spark, settings, rows),
+            settings,
+            tables.BRONZE_BATCHES,
+            ["batch_id"],
+            scope=scope,
+            fence=lease,
+        )
     return tally
 
 

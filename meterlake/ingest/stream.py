@@ -21,6 +21,7 @@ from meterlake.ingest.bronze import Tally, process_batches
 from meterlake.ingest.landing import LandingBatch, ensure_landing, manifest_location
 from meterlake.ingest.progress import record_progress
 from meterlake.lease import INGEST, hold
+from meterlake.phases import phase
 from meterlake.warehouse import require_tables
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ def _run(
         with busy:
             if stopping.is_set():
                 raise _Stopping("stop requested; this epoch is left for the next run")
-            batches = reader.batches(frame)
+            with phase("stream: source batches"):
+                batches = reader.batches(frame)
             if not batches:
                 return
             tally = process_batches(spark, settings, batches, epoch_id)
