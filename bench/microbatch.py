@@ -60,6 +60,11 @@ def compilations(spark) -> int:
     return metrics.METRIC_COMPILATION_TIME().getCount()
 
 
+def after_warm_up(values: list):
+    """The rounds after the first, which pays the JVM's warm-up (all of them if only one)."""
+    return values[1:] or values
+
+
 def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
     settings = replace(Settings.load(), pinned_now=RECEIVED).with_warehouse(str(root / "wh"))
     spark = build_session(settings)
@@ -91,11 +96,11 @@ def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
         assert tally.events_read == batch, tally
         print(f"  round {n + 1}: {times[-1]:.2f} s, {made[-1]} commits", flush=True)
     spark.stop()
-    steady = times[1:] or times
     phases = {
-        name: statistics.median(p.get(name, 0.0) for p in split[1:] or split) for name in split[-1]
+        name: statistics.median(p.get(name, 0.0) for p in after_warm_up(split))
+        for name in split[-1]
     }
-    per_batch, per_append = statistics.median(steady), statistics.median(baseline)
+    per_batch, per_append = statistics.median(after_warm_up(times)), statistics.median(baseline)
     record(
         "microbatch",
         "Micro-batch fixed cost: a small landing batch into a filled bronze",
@@ -109,7 +114,7 @@ def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
             ("micro-batch / 1-row append", f"{per_batch / per_append:.1f}"),
             (
                 "classes compiled per micro-batch",
-                f"{statistics.median(compiled[1:] or compiled):.0f}",
+                f"{statistics.median(after_warm_up(compiled)):.0f}",
             ),
             *((f"  {name}", f"{seconds:.2f} s") for name, seconds in phases.items()),
         ],

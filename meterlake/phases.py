@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _lock = threading.Lock()
-_records: list[dict[str, float]] = []
+_records: dict[int, dict[str, float]] = {}  # open records by id
 
 
 @contextmanager
@@ -25,12 +25,12 @@ def timed() -> Iterator[dict[str, float]]:
     repeats, in the order first entered."""
     record: dict[str, float] = {}
     with _lock:
-        _records.append(record)
+        _records[id(record)] = record
     try:
         yield record
     finally:
         with _lock:
-            del _records[next(i for i, r in enumerate(_records) if r is record)]
+            del _records[id(record)]
 
 
 @contextmanager
@@ -42,5 +42,5 @@ def phase(name: str) -> Iterator[None]:
     finally:
         elapsed = time.perf_counter() - started
         with _lock:
-            for record in _records:
+            for record in _records.values():
                 record[name] = record.get(name, 0.0) + elapsed

@@ -281,22 +281,8 @@ def _process(
     # Cached once, counted first: writing bronze invalidates every cached plan that read
     # bronze (as ``prior`` does), so nothing may use the cache after that write.
     with admitted(spark, settings, nonblank, prior, altered) as judged:
-        # One job for the counts and the customers with new events: each action costs a
-        # plan and a job on the driver, the fixed cost of a small micro-batch.
-        customer = F.struct("tenant_id", "customer_id")
         with phase("run: parse, identity, counts"):
-            counts = (
-                judged.groupBy(
-                    "batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason")
-                )
-                .agg(
-                    F.count("*").alias("count"),
-                    F.collect_set(F.when(F.col("outcome") == ACCEPTED, customer)).alias(
-                        "customers"
-                    ),
-                )
-                .collect()
-            )
+            counts = _counts(judged)
         customers = {(c.tenant_id, c.customer_id) for row in counts for c in row.customers}
         if any(row.outcome == REJECTED for row in counts):  # most batches have none: no commit
             with phase("commit: quarantine"):
@@ -337,6 +323,24 @@ def _process(
             fence=lease,
         )
     return tally
+
+
+def _counts(judged: DataFrame) -> list:
+    """Lines per (batch_id, outcome, reason), with the customers given new events.
+
+    One job for both: each action costs a plan and a job on the driver, the fixed cost of
+    a small micro-batch."""
+    from pyspark.sql import functions as F
+
+    customer = F.struct("tenant_id", "customer_id")
+    return (
+        judged.groupBy("batch_id", "outcome", F.coalesce("reason", F.lit("")).alias("reason"))
+        .agg(
+            F.count("*").alias("count"),
+            F.collect_set(F.when(F.col("outcome") == ACCEPTED, customer)).alias("customers"),
+        )
+        .collect()
+    )
 
 
 def numbered_batches(spark: SparkSession, settings: Settings, rows: list) -> DataFrame:
