@@ -99,6 +99,7 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/microbatch.py
+	$(BIN)/python bench/accounting.py
 	$(BIN)/python bench/cli.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/freshness.py

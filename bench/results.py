@@ -18,7 +18,17 @@ from meterlake.config import Settings
 HERE = Path(__file__).resolve().parent
 SAVED = HERE / "results"
 REPORT = HERE / "RESULTS.md"
-ORDER = ("ingest", "parse", "microbatch", "cli", "api", "freshness", "invoices", "scale")
+ORDER = (
+    "ingest",
+    "parse",
+    "microbatch",
+    "accounting",
+    "cli",
+    "api",
+    "freshness",
+    "invoices",
+    "scale",
+)
 
 
 def record(name: str, title: str, figures: list[tuple[str, str]], notes: str = "") -> None:

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 
 from meterlake import tables
 from meterlake.catalog.store import current
-from meterlake.delta_io import insert_as_of, insert_missing, retry_conflicts, sql_in
+from meterlake.delta_io import (
+    append_numbered,
+    insert_as_of,
+    insert_missing,
+    retry_conflicts,
+    sql_in,
+)
 from meterlake.ingest import reasons
 from meterlake.ingest.event_schema import load_event_schemas
 from meterlake.ingest.identity import ACCEPTED, DUPLICATE, REJECTED, classify, repeats
@@ -248,11 +254,13 @@ def process_batches(
     """Land ``batches`` (manifest entries) into bronze, exactly once.
 
     Safe to repeat after a crash and safe beside a second writer of the same batches: it
-    holds the ingest lease, and each write is an insert-only MERGE keyed on lineage
-    (`meterlake.delta_io.insert_missing`), so an attempt that another writer got ahead of
-    fails its commit, reclassifies against the rows now there, and writes only what is
-    missing. Lines are classified against bronze as of one version; if bronze moved
-    before this attempt's commit (another writer of bronze), the attempt starts again.
+    holds the ingest lease, and each write of lines is an insert-only MERGE keyed on
+    lineage (`meterlake.delta_io.insert_missing`), so an attempt that another writer got
+    ahead of fails its commit, reclassifies against the rows now there, and writes only
+    what is missing. Lines are classified against bronze as of one version; if bronze
+    moved before this attempt's commit (another writer of bronze), the attempt starts
+    again. The batches' accounting rows are appended once each, numbered in commit order
+    (`meterlake.delta_io.append_numbered`).
     """
     with hold(settings, INGEST) as lease:
         return retry_conflicts(lambda: _process(spark, settings, batches, epoch, lease), lease)
@@ -314,12 +322,13 @@ def _process(
     tally.customers = customers
     tally.altered = list(altered.values())
     with phase("commit: batch accounting"):
-        insert_missing(
-            numbered_batches(spark, settings, rows),
+        append_numbered(
+            spark,
             settings,
             tables.BRONZE_BATCHES,
-            ["batch_id"],
-            scope=scope,
+            rows,
+            key="batch_id",
+            number="ingest_seq",
             fence=lease,
         )
     return tally
@@ -341,21 +350,6 @@ def _counts(judged: DataFrame) -> list:
         )
         .collect()
     )
-
-
-def numbered_batches(spark: SparkSession, settings: Settings, rows: list) -> DataFrame:
-    """bronze.batches rows (all columns but ``ingest_seq``), numbered one more than the
-    highest ``ingest_seq`` already there. The ingest lease's holder is the table's only
-    writer, so the numbers follow commit order; read inside the insert's own plan, the
-    number costs no job of its own."""
-    from pyspark.sql import functions as F
-
-    schema = tables.nullable_schema(tables.BRONZE_BATCHES)
-    unnumbered = type(schema)([f for f in schema.fields if f.name != "ingest_seq"])
-    top = tables.read(spark, settings, tables.BRONZE_BATCHES).agg(
-        (F.coalesce(F.max("ingest_seq"), F.lit(0)) + 1).alias("ingest_seq")
-    )
-    return spark.createDataFrame(rows, schema=unnumbered).crossJoin(top)
 
 
 def _account(batches: list[LandingBatch], counts: list, epoch: int, now_ts) -> tuple[Tally, list]:

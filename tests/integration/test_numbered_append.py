@@ -1,0 +1,72 @@
+"""`append_numbered` (bronze's batch accounting): rows numbered in commit order, each key
+once, with a second writer doing the same at the same moment."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from meterlake import delta_io, tables
+from meterlake.delta_io import append_numbered, table_version
+
+SPEC = tables.BRONZE_BATCHES
+NOW = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
+
+
+def rows_of(batch_ids: list[str]) -> list[tuple]:
+    """bronze.batches rows (all columns but ingest_seq) of 3-line batches."""
+    landed = ("default", "landing/x.jsonl", "0" * 64, NOW, 3, 0, 3, 3, 0, 0, {}, 0, NOW)
+    return [(b, *landed) for b in batch_ids]
+
+
+def numbers(spark, settings) -> dict[str, int]:
+    return {
+        r.batch_id: r.ingest_seq
+        for r in tables.read(spark, settings, SPEC).select("batch_id", "ingest_seq").collect()
+    }
+
+
+def write(spark, settings, batch_ids: list[str]) -> None:
+    append_numbered(spark, settings, SPEC, rows_of(batch_ids), key="batch_id", number="ingest_seq")
+
+
+def both_read_first(monkeypatch) -> None:
+    """Make each writer's first append wait until the other has read the table too (before
+    the commit tag's lock, which one process holds for one commit at a time)."""
+    both_read = threading.Barrier(2, timeout=120)
+    first = threading.local()
+    real = delta_io.commit_metadata
+
+    def tag_after_both_read(*args, **kwargs):
+        if not getattr(first, "done", False):
+            first.done = True
+            both_read.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(delta_io, "commit_metadata", tag_after_both_read)
+
+
+def test_two_writers_of_different_batches_get_consecutive_numbers(
+    spark, warehouse, monkeypatch
+) -> None:
+    """Both read number 1 before either commits: without the compare-and-set both would
+    commit number 2 (two batches indistinguishable in commit order). A rerun of batches
+    already there commits nothing."""
+    write(spark, warehouse, ["b0"])
+    both_read_first(monkeypatch)
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda b: write(spark, warehouse, [b]), ["b1", "b2"]))
+    found = numbers(spark, warehouse)
+    assert found["b0"] == 1 and sorted([found["b1"], found["b2"]]) == [2, 3], found
+    version = table_version(spark, SPEC.path(warehouse))
+    write(spark, warehouse, ["b2", "b1"])
+    assert table_version(spark, SPEC.path(warehouse)) == version
+
+
+def test_two_writers_of_the_same_batch_write_it_once(spark, warehouse, monkeypatch) -> None:
+    both_read_first(monkeypatch)
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda _: write(spark, warehouse, ["b1"]), range(2)))
+    assert tables.read(spark, warehouse, SPEC).count() == 1
+    assert numbers(spark, warehouse) == {"b1": 1}
