@@ -193,6 +193,16 @@ def _commit_info(settings: Settings, spec: TableSpec, version: int) -> dict:
     return {}
 
 
+def _tagged_commit(settings: Settings, spec: TableSpec, since: int, latest: int, tag: str) -> dict:
+    """The commitInfo of the commit after version ``since`` (up to ``latest``) tagged
+    ``tag`` by `commit_metadata`; {} if none is."""
+    for version in range(since + 1, latest + 1):
+        info = _commit_info(settings, spec, version)
+        if info.get("userMetadata") == tag:
+            return info
+    return {}
+
+
 def insert_as_of(
     df: DataFrame,
     settings: Settings,
@@ -239,24 +249,12 @@ def insert_as_of(
     latest = table_version(spark, path)
     if inserted == 0 or latest == read_version + 1:
         return inserted  # nothing committed, or ours is the only commit since the read
-    for version in range(read_version + 1, latest + 1):
-        info = _commit_info(settings, spec, version)
-        if info.get("userMetadata") == tag:
-            if info.get("readVersion") == read_version:
-                return inserted
-            break
+    if _tagged_commit(settings, spec, read_version, latest, tag).get("readVersion") == read_version:
+        return inserted
     raise ConcurrentWriterError(
         f"{spec.qualified_name}: another writer committed after version {read_version}, which"
         f" this insert was chosen from (latest {latest}); run `meterlake reconcile` to check"
         " identities"
-    )
-
-
-def _committed(settings: Settings, spec: TableSpec, since: int, latest: int, tag: str) -> bool:
-    """Whether a commit after version ``since`` (up to ``latest``) is tagged ``tag``."""
-    return any(
-        _commit_info(settings, spec, version).get("userMetadata") == tag
-        for version in range(since + 1, latest + 1)
     )
 
 
@@ -290,6 +288,7 @@ def append_numbered(
     path = spec.path(settings)
     unnumbered = type(spec.schema)([f for f in nullable_schema(spec).fields if f.name != number])
     index = unnumbered.names.index(key)
+    wanted = [row[index] for row in rows]
 
     def attempt() -> None:
         snapshot = _snapshot(spark, path)
@@ -297,7 +296,6 @@ def append_numbered(
         # The latest state, not a time travel to ``version`` (which rebuilds that version's
         # state: 1.4 s here): keys are only ever added, so a later read only finds more.
         table = spark.read.format("delta").load(path)
-        wanted = [row[index] for row in rows]
         there = {r[0] for r in table.where(F.col(key).isin(wanted)).select(key).collect()}
         missing = [row for row in rows if row[index] not in there]
         if not missing:
@@ -318,7 +316,7 @@ def append_numbered(
         tag = f"meterlake:{uuid.uuid4().hex}"
         with commit_metadata(spark, tag):
             append(numbered, settings, spec, txn=(spec.qualified_name, top + 1))
-        if not _committed(settings, spec, version, table_version(spark, path), tag):
+        if not _tagged_commit(settings, spec, version, table_version(spark, path), tag):
             raise StaleRead(f"{spec.qualified_name}: number {top + 1} was taken meanwhile")
 
     retry_conflicts(attempt, fence)

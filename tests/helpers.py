@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import uuid
 from dataclasses import replace
 from datetime import datetime
@@ -81,3 +82,20 @@ def parse(spark, settings: Settings, lines: list, received_at: datetime):
     """Run `parse_lines` with the shipped schemas and collect rows in line order."""
     frame = lines_frame(spark, lines, received_at)
     return parse_lines(frame, settings, load_event_schemas()).orderBy("line_number").collect()
+
+
+def hold_first_calls(monkeypatch, owner, name: str, parties: int) -> None:
+    """Patch ``owner.name`` so that each thread's first call waits until ``parties``
+    threads have made theirs: a forced interleaving in which every concurrent writer has
+    read (or priced, or classified) before any of them writes."""
+    everyone_here = threading.Barrier(parties, timeout=120)
+    first = threading.local()
+    real = getattr(owner, name)
+
+    def after_everyone(*args, **kwargs):
+        if not getattr(first, "done", False):
+            first.done = True
+            everyone_here.wait()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, after_everyone)

@@ -25,7 +25,7 @@ from meterlake.config import Settings
 from meterlake.ingest.landing import land_file, manifest_entries
 from meterlake.pipeline import run_pipeline
 from meterlake.warehouse import init_warehouse
-from tests.helpers import BASIC_CATALOG, event, line
+from tests.helpers import BASIC_CATALOG, event, hold_first_calls, line
 
 JANUARY = datetime(2026, 1, 20, 12, tzinfo=UTC)  # when January's usage was received
 CLOSED = datetime(2026, 2, 5, tzinfo=UTC)  # January closed on Feb 3 (end + 48 h)
@@ -97,17 +97,7 @@ def test_invoice_runs_racing_a_period_close_write_each_line_once(
     reference = copy_of(january, tmp_path, "reference")
     racing = copy_of(january, tmp_path, "racing")
     run_invoices(spark, reference, CLOSED)
-    real = billing_run.save_invoices
-    all_priced = threading.Barrier(3, timeout=120)
-    first = threading.local()
-
-    def save_after_all_priced(*args, **kwargs):
-        if not getattr(first, "done", False):
-            first.done = True
-            all_priced.wait()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(billing_run, "save_invoices", save_after_all_priced)
+    hold_first_calls(monkeypatch, billing_run, "save_invoices", 3)
     with ThreadPoolExecutor(3) as pool:
         runs = [
             pool.submit(finalise_due, spark, racing, CLOSED),

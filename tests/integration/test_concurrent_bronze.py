@@ -3,7 +3,6 @@ commits, is landed exactly once, with its quarantine and accounting rows once ea
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from meterlake.catalog.parse import load_catalog_file
 from meterlake.catalog.store import store_catalog
 from meterlake.ingest import bronze
 from meterlake.ingest.landing import land_file, manifest_entries
-from tests.helpers import BASIC_CATALOG, event, line
+from tests.helpers import BASIC_CATALOG, event, hold_first_calls, line
 
 RECEIVED = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
 
@@ -52,17 +51,7 @@ def test_two_writers_of_one_batch_both_classifying_first(
     before either writes bronze; the second must not append the 50 events again (today's
     main: 100 rows for 50 events, or a conflict error when quarantine rows race too)."""
     batches = landed_batch(spark, warehouse, tmp_path, rejects)
-    both_classified = threading.Barrier(2, timeout=120)
-    first_call = threading.local()
-    real = bronze.bronze_rows
-
-    def bronze_rows_after_both_classified(admitted, now_ts):
-        if not getattr(first_call, "done", False):
-            first_call.done = True
-            both_classified.wait()
-        return real(admitted, now_ts)
-
-    monkeypatch.setattr(bronze, "bronze_rows", bronze_rows_after_both_classified)
+    hold_first_calls(monkeypatch, bronze, "bronze_rows", 2)
     with ThreadPoolExecutor(2) as pool:
         tallies = list(
             pool.map(lambda epoch: bronze.process_batches(spark, warehouse, batches, epoch), (0, 1))

@@ -3,12 +3,12 @@ once, with a second writer doing the same at the same moment."""
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from meterlake import delta_io, tables
 from meterlake.delta_io import append_numbered, table_version
+from tests.helpers import hold_first_calls
 
 SPEC = tables.BRONZE_BATCHES
 NOW = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
@@ -32,19 +32,9 @@ def write(spark, settings, batch_ids: list[str]) -> None:
 
 
 def both_read_first(monkeypatch) -> None:
-    """Make each writer's first append wait until the other has read the table too (before
-    the commit tag's lock, which one process holds for one commit at a time)."""
-    both_read = threading.Barrier(2, timeout=120)
-    first = threading.local()
-    real = delta_io.commit_metadata
-
-    def tag_after_both_read(*args, **kwargs):
-        if not getattr(first, "done", False):
-            first.done = True
-            both_read.wait()
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(delta_io, "commit_metadata", tag_after_both_read)
+    """Each writer's first commit waits until the other has read the table too (held at
+    the commit tag, before its lock, which one process holds for one commit at a time)."""
+    hold_first_calls(monkeypatch, delta_io, "commit_metadata", 2)
 
 
 def test_two_writers_of_different_batches_get_consecutive_numbers(
