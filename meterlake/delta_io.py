@@ -293,23 +293,27 @@ def append_numbered(
     def attempt() -> None:
         snapshot = _snapshot(spark, path)
         version = int(snapshot.version())
-        # The latest state, not a time travel to ``version`` (which rebuilds that version's
-        # state: 1.4 s here): keys are only ever added, so a later read only finds more.
         table = spark.read.format("delta").load(path)
-        there = {r[0] for r in table.where(F.col(key).isin(wanted)).select(key).collect()}
-        missing = [row for row in rows if row[index] not in there]
-        if not missing:
-            return
-        if fence is not None:
-            fence.check()
-        # The number last committed, as the log records it (no scan of the table's files);
-        # on a table whose numbers predate that record, its highest row.
+        # The number last committed, read before the keys: a writer committing the next
+        # number after this read either shows its keys below or takes the number this
+        # attempt will ask for (so Delta skips or refuses it). Read after the keys, it
+        # could already include a commit whose keys the read missed: the same rows twice.
+        # The log's recorded transaction needs no scan; a table numbered before that
+        # record was kept has only its highest row.
         recorded = snapshot.transactions().get(spec.qualified_name)
         top = (
             int(recorded.get())
             if recorded.isDefined()
             else table.agg(F.coalesce(F.max(number), F.lit(0))).first()[0]
         )
+        # The latest state, not a time travel to ``version`` (which rebuilds that version's
+        # state: 1.4 s here): keys are only ever added, so a later read only finds more.
+        there = {r[0] for r in table.where(F.col(key).isin(wanted)).select(key).collect()}
+        missing = [row for row in rows if row[index] not in there]
+        if not missing:
+            return
+        if fence is not None:
+            fence.check()
         numbered = spark.createDataFrame(missing, schema=unnumbered).withColumn(
             number, F.lit(top + 1)
         )

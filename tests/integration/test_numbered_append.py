@@ -3,6 +3,7 @@ once, with a second writer doing the same at the same moment."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -27,8 +28,10 @@ def numbers(spark, settings) -> dict[str, int]:
     }
 
 
-def write(spark, settings, batch_ids: list[str]) -> None:
-    append_numbered(spark, settings, SPEC, rows_of(batch_ids), key="batch_id", number="ingest_seq")
+def write(spark, settings, batch_ids: list[str], fence=None) -> None:
+    append_numbered(
+        spark, settings, SPEC, rows_of(batch_ids), key="batch_id", number="ingest_seq", fence=fence
+    )
 
 
 def both_read_first(monkeypatch) -> None:
@@ -58,5 +61,42 @@ def test_two_writers_of_the_same_batch_write_it_once(spark, warehouse, monkeypat
     both_read_first(monkeypatch)
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(lambda _: write(spark, warehouse, ["b1"]), range(2)))
+    assert tables.read(spark, warehouse, SPEC).count() == 1
+    assert numbers(spark, warehouse) == {"b1": 1}
+
+
+class CommitsBetween:
+    """A fence whose second check (the first is made before the attempt reads, the second
+    once it has read the table, before it appends) lets the other writer commit first:
+    ``read`` is set, then it waits for ``committed``."""
+
+    def __init__(self) -> None:
+        self.read, self.committed = threading.Event(), threading.Event()
+        self.checks = 0
+
+    def check(self) -> None:
+        self.checks += 1
+        if self.checks == 2:
+            self.read.set()
+            assert self.committed.wait(120)
+
+
+def test_a_commit_between_the_read_and_the_append_is_not_written_twice(spark, warehouse) -> None:
+    """On a table with no number recorded yet (the fresh case, where the number comes from
+    the rows): the other writer commits the same batch after this one found it missing.
+    The number read after that commit would be 2 and the batch would land twice (CI's
+    failure of test_concurrent_bronze); read before the keys, it is 1, which is taken, so
+    the append is skipped and the next attempt finds the batch there."""
+    between = CommitsBetween()
+
+    def other() -> None:
+        assert between.read.wait(120)
+        write(spark, warehouse, ["b1"])
+        between.committed.set()
+
+    with ThreadPoolExecutor(2) as pool:
+        done = [pool.submit(write, spark, warehouse, ["b1"], between), pool.submit(other)]
+        for future in done:
+            future.result()
     assert tables.read(spark, warehouse, SPEC).count() == 1
     assert numbers(spark, warehouse) == {"b1": 1}
