@@ -1,6 +1,7 @@
 """Micro-batch fixed cost: one small landing batch into a bronze that already holds events.
 
     .venv/bin/python bench/microbatch.py [--bronze 100000] [--batch 1000] [--rounds 5]
+                                         [--codegen-cache N]
 
 Fills bronze with ``--bronze`` events (one landing batch), then lands and loads
 ``--rounds`` batches of ``--batch`` events one at a time, as `pipeline stream` does,
@@ -10,7 +11,10 @@ median of the others (goal: ≤ 1.5 s on an idle machine), beside the time of a 
 1-row Delta append on the same session as the baseline of what one commit costs, the
 Delta commits each micro-batch made, and where the time goes: the median per phase the
 library marks (`meterlake.phases`; "plan" phases build query plans on the driver and
-run no job) and the code compilations Spark made (CodegenMetrics).
+run no job), the code compilations Spark made (CodegenMetrics) and the JVM's metaspace
+(where compiled classes live). ``--codegen-cache`` runs with another size of Spark's
+compiled-code cache than meterlake's (`meterlake.spark.CODEGEN_CACHE_ENTRIES`), e.g. 100,
+Spark's default, for the before figure.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from ingest import RECEIVED, catalog, generate
 from results import record
 
+from meterlake import spark as spark_session
 from meterlake import tables
 from meterlake.catalog.store import store_catalog
 from meterlake.config import Settings
@@ -54,10 +59,11 @@ def one_row_append(spark, path: Path) -> float:
     return time.perf_counter() - started
 
 
-def compilations(spark) -> int:
-    """Classes Janino has compiled in this JVM so far (whole-stage and expression code)."""
-    metrics = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics
-    return metrics.METRIC_COMPILATION_TIME().getCount()
+def metaspace_mib(spark) -> float:
+    """The JVM's metaspace in use (MiB): compiled query classes are kept there."""
+    management = spark._jvm.java.lang.management.ManagementFactory
+    (pool,) = [p for p in management.getMemoryPoolMXBeans() if p.getName() == "Metaspace"]
+    return pool.getUsage().getUsed() / 2**20
 
 
 def after_warm_up(values: list):
@@ -80,13 +86,13 @@ def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
     for n in range(rounds):
         (path,) = generate(root / f"round-{n}", batch, 1, seed=100 + n)
         land_file(settings, path, "default")
-        before, classes = commits(spark, settings), compilations(spark)
+        before, classes = commits(spark, settings), spark_session.compiled_classes(spark)
         started = time.perf_counter()
         with timed() as phases:
             tally = run_landing_to_bronze(spark, settings, **quiet)
         times.append(time.perf_counter() - started)
         made.append(commits(spark, settings) - before)
-        compiled.append(compilations(spark) - classes)
+        compiled.append(spark_session.compiled_classes(spark) - classes)
         split.append(
             {
                 **phases,
@@ -95,6 +101,7 @@ def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
         )
         assert tally.events_read == batch, tally
         print(f"  round {n + 1}: {times[-1]:.2f} s, {made[-1]} commits", flush=True)
+    metaspace = metaspace_mib(spark)
     spark.stop()
     phases = {
         name: statistics.median(p.get(name, 0.0) for p in after_warm_up(split))
@@ -116,6 +123,8 @@ def run(bronze: int, batch: int, rounds: int, root: Path) -> None:
                 "classes compiled per micro-batch",
                 f"{statistics.median(after_warm_up(compiled)):.0f}",
             ),
+            ("compiled-code cache (entries)", f"{spark_session.CODEGEN_CACHE_ENTRIES:,}"),
+            ("JVM metaspace in use after the rounds", f"{metaspace:.0f} MiB"),
             *((f"  {name}", f"{seconds:.2f} s") for name, seconds in phases.items()),
         ],
     )
@@ -126,7 +135,9 @@ def main() -> None:
     parser.add_argument("--bronze", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--codegen-cache", type=int, default=spark_session.CODEGEN_CACHE_ENTRIES)
     args = parser.parse_args()
+    spark_session.CODEGEN_CACHE_ENTRIES = args.codegen_cache
     root = Path(tempfile.mkdtemp(prefix="meterlake-bench-mb-"))
     try:
         run(args.bronze, args.batch, args.rounds, root)

@@ -195,6 +195,22 @@ def test_rerun_and_new_batch_are_exactly_once(
     assert bronze.count() == bronze.select("tenant_id", "event_id").distinct().count() == 7
 
 
+def test_a_micro_batch_like_the_last_compiles_next_to_nothing(
+    spark, warehouse: Settings, three_batches, tmp_path: Path
+) -> None:
+    """Its plans are in the compiled-code cache: at Spark's default of 100 entries a
+    micro-batch's ~150 classes evicted each other and were all compiled again each time."""
+    from meterlake.spark import compiled_classes
+
+    run_landing_to_bronze(spark, warehouse, progress=lambda _: None)
+    land(warehouse, tmp_path, "b4.jsonl", [ev(20), ev(21)], datetime(2026, 3, 5, tzinfo=UTC))
+    run_landing_to_bronze(spark, warehouse, progress=lambda _: None)
+    land(warehouse, tmp_path, "b5.jsonl", [ev(22), ev(23)], datetime(2026, 3, 6, tzinfo=UTC))
+    before = compiled_classes(spark)
+    assert run_landing_to_bronze(spark, warehouse, progress=lambda _: None).bronze_rows == 2
+    assert compiled_classes(spark) - before < 20
+
+
 def test_quarantine_replay_admits_once_customer_exists(
     spark, warehouse: Settings, three_batches
 ) -> None:
