@@ -7,7 +7,7 @@ the demo catalog, keeps a steady background load (``--load`` events/s through th
 and sends probes: one event of a known quantity for a customer, then polls
 ``GET /v1/usage`` (the usage ``pipeline stream`` publishes, priced by the function
 ``usage show`` uses) until the customer's api_calls quantity includes it. Prints p50/p95
-of the delays (goal: p95 < 10 s; the seed's bar is 60 s).
+of the delays (goal: p95 ≤ 3 s, issue 25; the seed's bar is 60 s).
 """
 
 from __future__ import annotations
@@ -117,7 +117,9 @@ def main() -> None:
         stream.terminate()
         stream.wait(timeout=120)
         server.stop()
-    cuts = statistics.quantiles(delays, n=20)
+    # Inclusive: with a dozen probes the default method extrapolates past the slowest one
+    # (a p95 of 37.0 s beside a max of 35.2 s).
+    cuts = statistics.quantiles(delays, n=20, method="inclusive")
     print(f"stream log: {folder / 'stream.log'}")
     record(
         "freshness",
@@ -125,7 +127,7 @@ def main() -> None:
         [
             ("probes", f"{len(delays)}, {args.load} events/s background load"),
             ("p50", f"{statistics.median(delays):.1f} s"),
-            ("p95 (seed: < 60 s; goal 10 s)", f"{cuts[18]:.1f} s"),
+            ("p95 (seed: < 60 s; goal 3 s)", f"{cuts[18]:.1f} s"),
             ("max", f"{max(delays):.1f} s"),
         ],
     )
