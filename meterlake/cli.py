@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from meterlake.clock import format_instant
 from meterlake.config import SOURCES, Settings
-from meterlake.errors import ConfigError, MeterlakeError
+from meterlake.errors import ConfigError, MeterlakeError, root_cause
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -1034,20 +1033,11 @@ def execute(
         if os.environ.get("METERLAKE_DEBUG"):
             raise
         print(
-            f"meterlake: failed: {_root_cause(exc)} (METERLAKE_DEBUG=1 shows the traceback;"
+            f"meterlake: failed: {root_cause(exc)} (METERLAKE_DEBUG=1 shows the traceback;"
             " Spark's log is in $METERLAKE_LOG_DIR, default ~/.cache/meterlake/logs)",
             file=sys.stderr,
         )
         return 1
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The most specific line of an error, digging through Spark's wrapped Python errors."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
-    if raised:
-        return raised[-1]
-    return lines[0] if lines else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class MeterlakeError(Exception):
     """Base of every error a user can cause and fix; never a bug in meterlake itself.
@@ -78,3 +80,13 @@ class ConcurrentWriterError(MeterlakeError):
 
     exit_code = 75
     retryable = True
+
+
+def root_cause(exc: BaseException) -> str:
+    """The most specific line of an error, for a one-line report: the last ``XError: ...``
+    line of Spark's wrapped Python errors, else the first line, else the error's type."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+    if raised:
+        return raised[-1]
+    return lines[0] if lines else type(exc).__name__

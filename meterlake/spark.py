@@ -15,6 +15,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,8 @@ HADOOP_AWS = "org.apache.hadoop:hadoop-aws:3.5.0"
 SPARK_VERSION = "4.2.0"
 KAFKA = f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION}"
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+POOLS_CONFIG = Path(__file__).with_name("fairscheduler.xml")
+BACKGROUND_POOL = "background"  # see fairscheduler.xml
 
 
 # Compiled query classes kept per JVM (see `_start`).
@@ -147,6 +151,10 @@ def _start(
         # compilations and 11.4-12.7 s per micro-batch at 100 entries, 4 and 7.4-9.8 s at
         # 2,000, with the same metaspace in use: 209 and 210 MiB).
         .config("spark.sql.codegen.cache.maxEntries", str(CODEGEN_CACHE_ENTRIES))
+        # Catch-up work in a second thread (`in_background`) yields the cores to the jobs
+        # a user waits on, which FIFO would queue behind a rollup's stages.
+        .config("spark.scheduler.mode", "FAIR")
+        .config("spark.scheduler.allocation.file", f"file:{POOLS_CONFIG}")
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.jars.ivy", settings.ivy_dir)
@@ -189,6 +197,19 @@ def _quiet_query_errors() -> None:
 
     for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
         PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
+
+
+@contextmanager
+def in_background(spark: SparkSession) -> Iterator[None]:
+    """Run the Spark jobs this thread starts inside in the background pool: they take only
+    the cores the default pool leaves (``pipeline stream``'s rollups beside its
+    micro-batches)."""
+    context = spark.sparkContext
+    context.setLocalProperty("spark.scheduler.pool", BACKGROUND_POOL)
+    try:
+        yield
+    finally:
+        context.setLocalProperty("spark.scheduler.pool", None)
 
 
 def compiled_classes(spark: SparkSession) -> int:
